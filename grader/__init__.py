@@ -1,0 +1,1 @@
+"""grader: an autograder for deep-learning coursework."""

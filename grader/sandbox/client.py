@@ -1,0 +1,294 @@
+"""The parent's side of the sandbox: start the child, send requests, survive anything it does.
+
+A `Sandbox` owns one child at a time. Every request has a time limit; if the
+child dies, hangs, floods its output or answers garbage, the request gets a
+`Reply` that says so in a sentence, the child is killed (with everything it
+spawned) and a fresh one is started and loaded on the next request.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.sandbox import cgroups, isolation, protocol
+
+# A constant program text (never built from data): put the grader package on
+# the path and hand over to the child's main.
+BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.child import main; main(sys.argv[2:])"
+GRADER_PKG = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 30.0
+    startup_timeout_s: float = 120.0
+    memory_mb: int = 4096
+    cpu_s: int = 3600
+    max_file_mb: int = 64
+    max_processes: int = 256
+    max_reply_mb: int = 512
+    threads: int | None = None
+
+
+@dataclass
+class Reply:
+    ok: bool
+    value: Any = None
+    kind: str = ""  # student | not_plain | internal | timeout | died | protocol | not_loaded
+    message: str = ""
+    where: str | None = None
+
+    def describe(self) -> str:
+        return self.message + (f" ({self.where})" if self.where else "")
+
+
+@dataclass
+class LoadReport:
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    answers: dict[str, Any] | None = None
+    answers_error: str | None = None
+    output_tail: str = ""
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+class Sandbox:
+    """One student submission, loaded once in an isolated child, answering requests."""
+
+    def __init__(self, *, submission_dir: Path, code_file: Path | None, answers_file: Path | None,
+                 load_mode: str = "definitions", limits: Limits = Limits(), protected: list[Path] | None = None,
+                 isolation_level: str | None = None, device: str = "cpu") -> None:
+        self.submission_dir = submission_dir.resolve()
+        self.code_file, self.answers_file = code_file, answers_file
+        self.load_mode, self.limits, self.device = load_mode, limits, device
+        self.protected = [p.resolve() for p in (protected or [])]
+        self.level = isolation.choose_level(isolation_level)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.load_report: LoadReport | None = None
+        self.restarts = 0
+        self.notes: list[str] = []
+        self._tmp = Path(tempfile.mkdtemp(prefix="grader-sandbox-"))
+        self._locked: list[tuple[Path, int]] = []
+        self._cgroup: cgroups.Cgroup | None = None
+        self._req_w = self._rep_r = -1
+        self._output: Any = None
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _prepare_workdir(self) -> Path:
+        """A fresh copy of the submission for each child: what one run deletes, the next still has."""
+        workdir = self._tmp / f"work{self.restarts}"
+        shutil.copytree(self.submission_dir, workdir, symlinks=True)
+        plan_user = isolation.unprivileged_user() if self.level == "unprivileged-uid" else None
+        if plan_user:
+            for root, dirs, files in os.walk(workdir):
+                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    os.chown(name, *plan_user, follow_symlinks=False)
+        return workdir
+
+    def _child_path(self, workdir: Path, inside: str, real: Path | None) -> str | None:
+        if real is None:
+            return None
+        rel = real.resolve().relative_to(self.submission_dir)
+        return f"{inside}/{rel}"
+
+    def start(self) -> LoadReport:
+        """Start a child and load the submission into it; returns what loading found."""
+        self._kill()
+        workdir = self._prepare_workdir()
+        limits = {"memory_mb": self.limits.memory_mb, "cpu_s": self.limits.cpu_s,
+                  "max_file_mb": self.limits.max_file_mb, "max_processes": self.limits.max_processes,
+                  "threads": self.limits.threads}
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONHASHSEED": "0", "HOME": "/tmp", "MPLBACKEND": "Agg"}
+        if self.limits.threads:
+            env["OMP_NUM_THREADS"] = str(self.limits.threads)
+        if self.device == "cuda" and "CUDA_VISIBLE_DEVICES" in os.environ:
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        user = group = None
+        if self.level == "bubblewrap":
+            prefix = isolation.bwrap_argv(workdir=workdir, grader_pkg=GRADER_PKG, protected=self.protected,
+                                          gpu=self.device == "cuda")
+            for key, value in env.items():
+                prefix += ["--setenv", key, value]
+            child_root, inside = isolation.CHILD_ROOT, isolation.SUBMISSION_MOUNT
+            cwd = None
+        else:
+            link_root = self._tmp / "child-root"
+            link_root.mkdir(exist_ok=True)
+            if not (link_root / "grader").exists():
+                (link_root / "grader").symlink_to(GRADER_PKG)
+            prefix, child_root, inside, cwd = [], str(link_root), str(workdir), workdir
+            if self.level == "unprivileged-uid":
+                ids = isolation.unprivileged_user()
+                if ids is None:
+                    raise RuntimeError("no unprivileged user to run the child as")
+                user, group = ids
+                os.chmod(self._tmp, 0o755)
+                self._locked += isolation.lock_paths(self.protected)
+                env["HOME"] = str(workdir)
+        argv = [*prefix, sys.executable, "-I", "-c", BOOTSTRAP, child_root, str(req_r), str(rep_w), json.dumps(limits)]
+        self._cgroup = cgroups.create(max_processes=self.limits.max_processes, memory_mb=self.limits.memory_mb)
+        if self._cgroup is not None:
+            # The shell joins the cgroup, then becomes the child: no window in
+            # which it could fork outside it.
+            join = " ".join(f"echo $$ > {f};" for f in self._cgroup.procs_files)
+            argv = ["/bin/sh", "-c", join + ' exec "$@"', "sh", *argv]
+        self._output = open(self._tmp / f"output{self.restarts}.txt", "w+b")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT,
+                                     pass_fds=(req_r, rep_w), env=env, cwd=cwd, start_new_session=True,
+                                     user=user, group=group, extra_groups=[] if user is not None else None)
+        os.close(req_r)
+        os.close(rep_w)
+        self._req_w, self._rep_r = req_w, rep_r
+        hello = self._receive(self.limits.startup_timeout_s, "starting the sandbox")
+        if not hello.ok:
+            self.load_report = LoadReport(ok=False, errors=[f"The sandbox could not start: {hello.message}"],
+                                          output_tail=self.output_tail())
+            return self.load_report
+        reply = self.request({"op": "load", "code_path": self._child_path(workdir, inside, self.code_file),
+                              "answers_path": self._child_path(workdir, inside, self.answers_file),
+                              "mode": self.load_mode}, timeout=self.limits.timeout_s, _loading=True)
+        if reply.ok and isinstance(reply.value, dict):
+            v = reply.value
+            answers = v.get("answers")
+            self.load_report = LoadReport(
+                ok=not v.get("errors"), errors=_strings(v.get("errors")), skipped=_strings(v.get("skipped")),
+                names=_strings(v.get("names")), answers=answers if isinstance(answers, dict) else None,
+                answers_error=v.get("answers_error") if isinstance(v.get("answers_error"), str) else None,
+                output_tail=self.output_tail())
+        else:
+            what = reply.message if reply.ok is False else "the loader returned an unexpected reply"
+            self.load_report = LoadReport(ok=False, errors=[f"Loading the submission failed: {what}"],
+                                          output_tail=self.output_tail())
+        return self.load_report
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def request(self, message: dict[str, Any], *, timeout: float | None = None, _loading: bool = False) -> Reply:
+        """Send one request; never raises for anything the child does."""
+        if not _loading and not self.alive():
+            self.restarts += 1
+            self.start()
+            if not self.alive():
+                return Reply(ok=False, kind="not_loaded", message="the submission could not be loaded into a fresh sandbox")
+        try:
+            protocol.write_message(self._req_w, message)
+        except OSError:
+            return self._died("while receiving the request")
+        return self._receive(self.limits.timeout_s if timeout is None else timeout, message.get("op", "request"))
+
+    def _receive(self, timeout: float, what: str) -> Reply:
+        try:
+            raw = protocol.read_message(self._rep_r, timeout=timeout, max_bytes=self.limits.max_reply_mb << 20)
+        except protocol.ReplyTimeout:
+            self._kill()
+            return Reply(ok=False, kind="timeout", message=f"did not finish within the {timeout:g} s time limit (an infinite loop, or code far too slow?)")
+        except protocol.PeerClosed:
+            return self._died(f"while {what}")
+        except protocol.ProtocolError as exc:
+            self._kill()
+            return Reply(ok=False, kind="protocol", message=f"sent back something that is not plain data: {exc}")
+        if not isinstance(raw, dict) or type(raw.get("ok")) is not bool:
+            self._kill()
+            return Reply(ok=False, kind="protocol", message="sent back a malformed reply")
+        if raw["ok"]:
+            return Reply(ok=True, value=raw.get("value"))
+        return Reply(ok=False, kind=str(raw.get("kind", "student")), message=str(raw.get("message", "")),
+                     where=raw.get("where") if isinstance(raw.get("where"), str) else None)
+
+    def _died(self, when: str) -> Reply:
+        code = None
+        if self.proc is not None:
+            try:
+                code = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        oom = self._cgroup is not None and self._cgroup.out_of_memory()
+        self._kill()
+        if oom or code in (-9, 137) and "MemoryError" in self.output_tail():
+            msg = f"ran out of memory (limit {self.limits.memory_mb} MB)"
+        elif code is None:
+            msg = "stopped answering"
+        elif code < 0:
+            msg = {"SIGSEGV": "crashed with a segmentation fault", "SIGXCPU": "used up its CPU-time limit",
+                   "SIGKILL": "was killed (out of memory, or it killed itself)"}.get(_signal_name(code), f"was killed by {_signal_name(code)}")
+        elif code > 128 and self.level == "bubblewrap":
+            msg = f"was killed by {_signal_name(128 - code)}" if code - 128 < 65 else f"exited with code {code}"
+        else:
+            msg = f"exited with code {code} (does the code call sys.exit() or os._exit()?)"
+        return Reply(ok=False, kind="died", message=f"the process running the submission {msg} {when}")
+
+    def output_tail(self, limit: int = 2000) -> str:
+        """The last of what the student's code printed, cut with a visible marker."""
+        if self._output is None:
+            return ""
+        try:
+            self._output.flush()
+            size = os.fstat(self._output.fileno()).st_size
+            self._output.seek(max(0, size - limit))
+            tail = self._output.read().decode("utf-8", errors="replace")
+        except (OSError, ValueError):
+            return ""
+        return ("[... output cut ...]\n" if size > limit else "") + tail
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
+        for fd in (self._req_w, self._rep_r):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._req_w = self._rep_r = -1
+        self.proc = None
+
+    def close(self) -> None:
+        self._kill()
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+        isolation.restore_paths(self._locked)
+        self._locked = []
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []

@@ -1,0 +1,268 @@
+"""The operations the sandbox child performs on the student's namespace.
+
+This module runs inside the child, next to student code, so it trusts nothing
+the student defines and returns plain data only (see `protocol`). It keeps
+its own references to the torch/numpy functions it uses, taken before any
+student code runs, so that a submission monkeypatching them cannot change how
+its own results are measured and reported.
+"""
+from __future__ import annotations
+
+import ast
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from grader.loading.answers import AnswersError, answers_from_cells, read_answers_yaml
+from grader.loading.notebook import read_code_cells
+from grader.loading.statements import select_statements
+
+# Captured before student code runs (see module docstring).
+_Tensor = torch.Tensor
+_as_subclass = torch.Tensor.as_subclass
+_detach = torch.Tensor.detach
+_cpu = torch.Tensor.cpu
+_numpy = torch.Tensor.numpy
+_contiguous = torch.Tensor.contiguous
+_from_numpy = torch.from_numpy
+_no_grad = torch.no_grad
+_np_array = np.array
+_np_asarray = np.asarray
+_builtin_type = type
+
+
+class StudentError(Exception):
+    """Student code raised: carries a summary the parent shows as feedback."""
+
+    def __init__(self, summary: str, where: str | None) -> None:
+        super().__init__(summary)
+        self.summary, self.where = summary, where
+
+
+class NotPlainData(Exception):
+    """The student returned something that cannot be sent as plain data."""
+
+
+def student_error(exc: BaseException) -> StudentError:
+    """Summarise an exception from student code: type, message and the student's own line."""
+    where = None
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith("<student>") or frame.filename.startswith("student:"):
+            where = f"{frame.filename.removeprefix('student:')}, line {frame.lineno}"
+            break
+    message = str(exc)
+    if len(message) > 500:
+        message = message[:500] + " [...]"
+    return StudentError(f"{_builtin_type(exc).__name__}: {message}", where)
+
+
+# --- plain-data conversion -------------------------------------------------------------
+
+
+def to_plain(value: Any, depth: int = 0) -> Any:
+    """Student value -> JSON scalars, strings, lists, dicts and numpy arrays (see protocol)."""
+    if depth > 20:
+        raise NotPlainData("the returned value is nested too deeply")
+    t = _builtin_type(value)
+    if value is None or t in (bool, int, float, str):
+        return value
+    if isinstance(value, _Tensor):
+        # Subclasses may override anything: view through the base class before converting.
+        base = _as_subclass(value, _Tensor)
+        with _no_grad():
+            arr = _numpy(_contiguous(_cpu(_detach(base))))
+        return _np_array(arr, copy=True)
+    if t is np.ndarray:
+        if value.dtype.kind not in "biuf":
+            raise NotPlainData(f"a numpy array of dtype {value.dtype} (numbers were expected)")
+        return _np_array(value, copy=True)
+    if t in (np.float32, np.float64, np.int32, np.int64, np.bool_):
+        return value.item()
+    if t in (list, tuple):
+        return [to_plain(v, depth + 1) for v in value]
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if _builtin_type(k) is not str:
+                raise NotPlainData(f"a dict with a key of type {_builtin_type(k).__name__} (string keys were expected)")
+            out[k] = to_plain(v, depth + 1)
+        return out
+    raise NotPlainData(f"an object of type {t.__name__}")
+
+
+def from_plain(arg: Any) -> Any:
+    """Request argument -> the value the student function receives (arrays become tensors)."""
+    if isinstance(arg, np.ndarray):
+        return _from_numpy(_np_array(arg, copy=True))
+    if isinstance(arg, list):
+        return [from_plain(a) for a in arg]
+    if isinstance(arg, dict):
+        return {k: from_plain(v) for k, v in arg.items()}
+    return arg
+
+
+# --- the namespace -----------------------------------------------------------------------
+
+
+class Namespace:
+    """The student's loaded definitions, and the operations the parent may request on them."""
+
+    def __init__(self) -> None:
+        self.globals: dict[str, Any] = {"__name__": "student_submission", "__builtins__": __builtins__}
+        self.loaded = False
+
+    # load ---------------------------------------------------------------------------------
+
+    def load(self, code_path: str | None, answers_path: str | None, mode: str) -> dict[str, Any]:
+        report: dict[str, Any] = {"errors": [], "skipped": [], "names": [], "answers": None, "answers_error": None}
+        cell_sources: list[str] = []
+        if code_path:
+            path = Path(code_path)
+            if path.suffix == ".ipynb":
+                try:
+                    cells = read_code_cells(path)
+                except Exception as exc:  # nbformat raises several types for corrupt JSON
+                    report["errors"].append(f"{path.name} is not a readable Jupyter notebook: {exc}")
+                    cells = []
+                units = [(f"{path.name} cell {c.index}", c.source) for c in cells]
+                cell_sources = [c.source for c in cells]
+            else:
+                units = [(path.name, path.read_text(encoding="utf-8", errors="replace"))]
+            for label, source in units:
+                self._run_unit(label, source, mode, report)
+        if answers_path:
+            try:
+                report["answers"] = read_answers_yaml(Path(answers_path))
+            except AnswersError as exc:
+                report["answers_error"] = str(exc)
+        if report["answers"] is None and cell_sources:
+            try:
+                report["answers"] = answers_from_cells(cell_sources)
+            except AnswersError as exc:
+                report["answers_error"] = f"ANSWERS cell: {exc}"
+        report["names"] = sorted(k for k in self.globals if not k.startswith("__"))
+        self.loaded = True
+        return report
+
+    def _run_unit(self, label: str, source: str, mode: str, report: dict[str, Any]) -> None:
+        try:
+            tree = ast.parse(source, filename=label)
+        except SyntaxError as exc:
+            report["errors"].append(f"{label}, line {exc.lineno}: syntax error: {exc.msg}"
+                                    + (f"\n    {exc.text.rstrip()}" if exc.text else ""))
+            return
+        except (ValueError, RecursionError, MemoryError) as exc:
+            report["errors"].append(f"{label}: cannot be parsed ({_builtin_type(exc).__name__})")
+            return
+        selection = select_statements(tree, source, mode=mode)
+        report["skipped"] += [f"{label}, line {line}: {text}" for line, text in selection.skipped]
+        for stmt in selection.kept:
+            module = ast.Module(body=[stmt], type_ignores=[])
+            code = compile(module, f"student:{label}", "exec")
+            try:
+                # Running student code is this process's purpose; it is the sandbox child.
+                exec(code, self.globals)  # noqa: S102
+            except SystemExit as exc:
+                report["errors"].append(f"{label}, line {stmt.lineno}: the code calls exit ({exc.code!r}) while loading; remove it")
+            except BaseException as exc:  # anything the student raises is feedback, not a crash
+                err = student_error(exc)
+                report["errors"].append(f"{label}, line {stmt.lineno}: {err.summary}")
+
+    # operations ---------------------------------------------------------------------------
+
+    def lookup(self, name: str) -> Any:
+        if name not in self.globals:
+            raise StudentError(f"NameError: '{name}' is not defined in the submission", None)
+        return self.globals[name]
+
+    def call(self, target: str, args: list[Any], kwargs: dict[str, Any] | None = None,
+             grad_wrt: list[int] | None = None, grad_weights: list[Any] | None = None) -> dict[str, Any]:
+        fn = self.lookup(target)
+        call_args = [from_plain(a) for a in args]
+        if grad_wrt:
+            for i in grad_wrt:
+                call_args[i] = _detach(call_args[i]).requires_grad_(True)
+        started = time.perf_counter()
+        try:
+            out = fn(*call_args, **{k: from_plain(v) for k, v in (kwargs or {}).items()})
+        except BaseException as exc:
+            raise student_error(exc) from None
+        reply: dict[str, Any] = {"value": to_plain(out), "seconds": time.perf_counter() - started}
+        if grad_wrt:
+            reply["grads"] = self._grads(out, [call_args[i] for i in grad_wrt], grad_weights or [])
+        return reply
+
+    def _grads(self, out: Any, inputs: list[Any], weights: list[Any]) -> list[Any] | str:
+        """Gradient of sum(weight * output) w.r.t. the inputs: a random projection of the Jacobian."""
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        try:
+            total = None
+            for o, w in zip(outs, weights):
+                if not isinstance(o, _Tensor) or not o.requires_grad:
+                    continue
+                term = (_as_subclass(o, _Tensor) * _from_numpy(_np_array(w, copy=True)).to(o.dtype)).sum()
+                total = term if total is None else total + term
+            if total is None:
+                return "the returned tensor is not connected to the inputs (no gradient flows: was it detached, or computed with numpy?)"
+            grads = torch.autograd.grad(total, inputs, allow_unused=True)
+        except BaseException as exc:
+            raise student_error(exc) from None
+        return [None if g is None else to_plain(g) for g in grads]
+
+    def instantiate(self, target: str, init: dict[str, Any]) -> Any:
+        cls = self.lookup(target)
+        try:
+            return cls(**init)
+        except BaseException as exc:
+            raise student_error(exc) from None
+
+    def module_info(self, target: str, init: dict[str, Any], input: np.ndarray | None) -> dict[str, Any]:
+        model = self.instantiate(target, init)
+        if not isinstance(model, torch.nn.Module):
+            raise NotPlainData(f"{target}(...) built an object of type {_builtin_type(model).__name__}, not a torch.nn.Module")
+        try:
+            params = list(torch.nn.Module.parameters(model))
+            info: dict[str, Any] = {
+                "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
+                "total": int(sum(p.numel() for p in params)),
+                "children": [[name, _builtin_type(m).__name__] for name, m in model.named_children()],
+            }
+            if input is not None:
+                torch.nn.Module.eval(model)
+                with _no_grad():
+                    out = model(from_plain(input))
+                info["output"] = to_plain(out)
+        except (StudentError, NotPlainData):
+            raise
+        except BaseException as exc:
+            raise student_error(exc) from None
+        return info
+
+    def connectivity(self, target: str, init: dict[str, Any], input: np.ndarray, eps: float) -> dict[str, Any]:
+        """Which output channels move when one input channel is perturbed (see grader.probes)."""
+        from grader.probes import channel_connectivity
+
+        model = self.instantiate(target, init)
+        try:
+            matrix = channel_connectivity(model, from_plain(input), eps=eps)
+        except BaseException as exc:
+            raise student_error(exc) from None
+        return {"matrix": matrix}
+
+
+def dispatch(ns: Namespace, request: dict[str, Any]) -> Any:
+    op = request.get("op")
+    handlers: dict[str, Callable[..., Any]] = {
+        "load": lambda r: ns.load(r.get("code_path"), r.get("answers_path"), r.get("mode", "definitions")),
+        "call": lambda r: ns.call(r["target"], r.get("args", []), r.get("kwargs"), r.get("grad_wrt"), r.get("grad_weights")),
+        "module_info": lambda r: ns.module_info(r["target"], r.get("init", {}), r.get("input")),
+        "connectivity": lambda r: ns.connectivity(r["target"], r.get("init", {}), r["input"], r.get("eps", 1.0)),
+        "ping": lambda r: "pong",
+    }
+    if op not in handlers:
+        raise ValueError(f"unknown operation {op!r}")
+    return handlers[op](request)
