@@ -39,6 +39,8 @@ def _keep(stmt: ast.stmt) -> bool:
         simple_targets = all(isinstance(t, (ast.Name, ast.Tuple)) for t in targets)
         value = stmt.value
         return simple_targets and value is not None and (_is_literal(value) or _is_name_chain(value))
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
+        return True  # a docstring or bare string: harmless, and not worth reporting as skipped
     if isinstance(stmt, ast.Try):
         # try: import x / except ImportError: ... is a common guard around optional imports.
         return all(isinstance(s, (ast.Import, ast.ImportFrom, ast.Pass)) for s in stmt.body)

@@ -1,0 +1,223 @@
+"""The check interface: what every check kind receives, reports, and how it is scored.
+
+A check kind is a small class registered under the rubric's ``kind`` name.
+It is built from a `CheckSpec`, asks the sandbox for the student's values,
+compares them in this (trusted) process with the reference, and returns an
+`Outcome`; `finish` turns that into a `CheckResult` by applying the rubric
+items, so every kind scores the same way.
+
+Findings are short ids a check reports (``incorrect``, ``low_accuracy``...);
+the rubric attaches Gradescope-style items ("-2 pts Low accuracy") to them.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from grader.results import AppliedItem, CheckResult
+from grader.rubric.model import CheckSpec, Rubric
+from grader.sandbox.client import LoadReport, Reply, Sandbox
+
+# Findings any check may report.
+COMMON_FINDINGS = ("incorrect", "error", "timeout", "wrong_type", "wrong_shape", "not_loaded", "missing")
+
+
+@dataclass
+class Context:
+    """What a check may use. The sandbox is the only way to reach student code."""
+
+    rubric: Rubric
+    reference: ModuleType
+    sandbox: Sandbox | None
+    load: LoadReport | None
+    answers: dict[str, Any]
+    seed: int
+    device: str = "cpu"
+    skip_training: bool = False
+    data_dir: str | None = None
+    progress: bool = False
+
+    def rng(self, spec: CheckSpec) -> np.random.Generator:
+        """A generator per check, from the run's seed and the check id: stable when re-run with --seed."""
+        digest = hashlib.sha256(f"{self.seed}:{spec.id}".encode()).digest()
+        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+    def timeout(self, spec: CheckSpec) -> float:
+        return float(spec.timeout_s or self.rubric.limits.get("timeout_s", 30.0))
+
+    def request(self, spec: CheckSpec, message: dict[str, Any], *, timeout: float | None = None) -> Reply:
+        if self.sandbox is None:
+            return Reply(ok=False, kind="not_loaded", message="no submission code was loaded")
+        return self.sandbox.request(message, timeout=timeout or self.timeout(spec))
+
+
+@dataclass
+class Outcome:
+    """What a check found, before scoring."""
+
+    passed: bool
+    feedback: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    credit: float = 0.0  # fraction of the points kept when failed (a known mistake's partial credit)
+    method: str | None = None
+    skipped: bool = False
+    manual: bool = False  # collected for a human grader: 0 automatic points, never "failed"
+
+    @classmethod
+    def fail(cls, finding: str, *feedback: str, credit: float = 0.0) -> "Outcome":
+        return cls(passed=False, feedback=list(feedback), findings=[finding], credit=credit)
+
+
+class Check:
+    """Base class of check kinds; subclasses set `kind`, `findings` and implement `run`."""
+
+    kind: ClassVar[str] = ""
+    findings: ClassVar[tuple[str, ...]] = COMMON_FINDINGS
+    needs_code: ClassVar[bool] = True
+    #: JSON-Schema-like description of the params, checked when the rubric loads.
+    required_params: ClassVar[tuple[str, ...]] = ()
+    needs_target: ClassVar[bool] = True
+    needs_reference: ClassVar[bool] = True
+
+    def __init__(self, spec: CheckSpec) -> None:
+        self.spec = spec
+
+    @classmethod
+    def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
+        """Rubric problems with this check, as (path suffix, message)."""
+        problems = []
+        if cls.needs_target and not spec.target:
+            problems.append(("target", f"a {cls.kind} check needs a 'target' (the name the student defines)"))
+        if cls.needs_reference and not spec.reference:
+            problems.append(("reference", f"a {cls.kind} check needs a 'reference' (a name in the reference module)"))
+        for name in cls.required_params:
+            if name not in spec.params:
+                problems.append((f"params.{name}", f"a {cls.kind} check needs params.{name}"))
+        return problems
+
+    def run(self, ctx: Context) -> Outcome:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.id!r}, target={self.spec.target!r})"
+
+
+def reply_failure(reply: Reply, what: str) -> Outcome:
+    """A failed sandbox request as an Outcome with a sentence the student can act on."""
+    finding = {"timeout": "timeout", "not_plain": "wrong_type", "not_loaded": "not_loaded"}.get(reply.kind, "error")
+    if reply.kind == "student" and reply.message.startswith("NameError") and "is not defined in the submission" in reply.message:
+        finding = "missing"
+    return Outcome.fail(finding, f"{what} failed: {reply.describe()}")
+
+
+def finish(spec: CheckSpec, outcome: Outcome, seconds: float = 0.0) -> CheckResult:
+    """Score an outcome with the check's rubric items (the same rule for every kind)."""
+    result = CheckResult(check_id=spec.id, title=spec.title, question=spec.question, score=spec.points,
+                         max_score=spec.points, feedback=list(outcome.feedback), visibility=spec.visibility,  # type: ignore[arg-type]
+                         method=outcome.method, seconds=round(seconds, 3), skipped=outcome.skipped,
+                         manual=outcome.manual)
+    if outcome.skipped:  # not graded in this run (--skip-training): counts for nothing either way
+        result.score = result.max_score = 0.0
+        return result
+    if outcome.passed or outcome.manual:
+        return result
+    items = [AppliedItem(i.finding, i.points, i.message) for i in spec.rubric_items if i.finding in outcome.findings]
+    if not items:
+        kept = spec.points * min(max(outcome.credit, 0.0), 1.0)
+        lost = spec.points - kept
+        finding = outcome.findings[0] if outcome.findings else "incorrect"
+        label = finding.replace("_", " ").capitalize() + (" (partial credit)" if kept > 0 else "")
+        items = [AppliedItem(finding, -round(lost, 6), label)] if lost > 0 else []
+    result.items = items
+    result.score = round(max(0.0, min(spec.points, spec.points + sum(i.points for i in items))), 6)
+    return result
+
+
+def timed_run(check: Check, ctx: Context) -> CheckResult:
+    """Run a check; a grader-side exception costs that check only and is reported as such."""
+    started = time.perf_counter()
+    try:
+        outcome = check.run(ctx)
+    except Exception as exc:  # the grader's fault: keep grading the rest, say so plainly
+        outcome = Outcome.fail("error", f"The grader could not run this check ({type(exc).__name__}: {exc}). "
+                               "This is not your fault; please tell the course staff.")
+    return finish(check.spec, outcome, time.perf_counter() - started)
+
+
+# --- comparing values ------------------------------------------------------------------------
+
+
+def shape_str(shape: Any) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+def compare_arrays(actual: Any, expected: np.ndarray, *, rtol: float, atol: float, what: str) -> str | None:
+    """None when equal within tolerance, else a sentence: expected versus actual."""
+    if not isinstance(actual, np.ndarray):
+        return f"{what} should be a tensor of shape {shape_str(expected.shape)}, got {type(actual).__name__}"
+    if actual.dtype.kind not in "biuf":
+        return f"{what} has dtype {actual.dtype}; a numeric tensor was expected"
+    if actual.shape != expected.shape:
+        return f"{what} has shape {shape_str(actual.shape)}, expected {shape_str(expected.shape)}"
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    if not np.all(np.isfinite(a)) and np.all(np.isfinite(e)):
+        return f"{what} contains NaN or infinite values"
+    bad = ~np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        n = int(bad.sum())
+        return (f"{what} differs from the expected value at {n} of {bad.size} entries; "
+                f"e.g. at index {idx}: got {a[idx]:.6g}, expected {e[idx]:.6g}")
+    return None
+
+
+def resolve_dims(dims: list[Any], case: dict[str, Any]) -> tuple[int, ...]:
+    out = []
+    for d in dims:
+        v = case[d] if isinstance(d, str) else d
+        out.append(int(v))
+    return tuple(out)
+
+
+def make_tensor(spec: dict[str, Any], case: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """A random input described by the rubric: {tensor: [dims], dist: normal|uniform|sign|positive, dtype}."""
+    shape = resolve_dims(spec["tensor"], case)
+    dist = spec.get("dist", "normal")
+    if dist == "normal":
+        x = rng.standard_normal(shape) * spec.get("scale", 1.0)
+    elif dist == "uniform":
+        x = rng.uniform(spec.get("low", 0.0), spec.get("high", 1.0), shape)
+    elif dist == "sign":
+        x = rng.choice([-1.0, 1.0], size=shape)
+    elif dist == "positive":
+        x = rng.uniform(0.1, 2.0, shape)
+    else:
+        raise ValueError(f"unknown dist {dist!r}")
+    return x.astype(spec.get("dtype", "float32"))
+
+
+def make_args(arg_specs: list[dict[str, Any]], case: dict[str, Any], rng: np.random.Generator) -> list[Any]:
+    args: list[Any] = []
+    for a in arg_specs:
+        if "tensor" in a:
+            args.append(make_tensor(a, case, rng))
+        elif "var" in a:
+            args.append(case[a["var"]])
+        else:
+            args.append(a.get("value"))
+    return args
+
+
+def case_label(case: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in case.items()) if case else "the test input"
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

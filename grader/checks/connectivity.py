@@ -1,0 +1,56 @@
+"""Kind ``connectivity``: which output maps each input map reaches, found by perturbing one input map at a time.
+
+This tests a layer's wiring functionally (LeNet's sparse C3), whatever the
+implementation: masks, groups, a loop of small convolutions. Both sides use
+the same probe (`grader.probes.channel_connectivity`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from grader.checks import register
+from grader.checks.base import Check, Context, Outcome, reply_failure
+from grader.probes import channel_connectivity
+
+
+def _fmt(maps: list[int]) -> str:
+    return "{" + ", ".join(map(str, maps)) + "}"
+
+
+@register
+class ConnectivityCheck(Check):
+    kind = "connectivity"
+    findings = Check.findings + ("wrong_connections",)
+    required_params = ("input",)
+
+    def run(self, ctx: Context) -> Outcome:
+        p = self.spec.params
+        init = p.get("init", {})
+        x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
+        ref = channel_connectivity(getattr(ctx.reference, self.spec.reference)(**init), torch.from_numpy(x))
+        reply = ctx.request(self.spec, {"op": "connectivity", "target": self.spec.target, "init": init, "input": x, "eps": 1.0})
+        if not reply.ok:
+            return reply_failure(reply, f"Running {self.spec.target} on an input of shape {tuple(x.shape)}")
+        got = reply.value.get("matrix")
+        expected = np.array(ref, dtype=bool)  # (C_in, C_out)
+        try:
+            actual = np.array(got, dtype=bool)
+        except (TypeError, ValueError):
+            actual = None
+        if actual is None or actual.shape != expected.shape:
+            shape = None if actual is None else actual.shape
+            return Outcome.fail("wrong_shape", f"{self.spec.target} should map {expected.shape[0]} input maps to "
+                                f"{expected.shape[1]} output maps; its connection table has shape {shape}")
+        if (actual == expected).all():
+            return Outcome(passed=True, feedback=[f"All {expected.shape[1]} output maps see exactly the right input maps."])
+        wrong = [j for j in range(expected.shape[1]) if (actual[:, j] != expected[:, j]).any()]
+        if actual.all():
+            lead = (f"every output map of {self.spec.target} sees all {expected.shape[0]} input maps: that is a full "
+                    "convolution, not the sparse connection table.")
+        else:
+            lead = f"{len(wrong)} of {expected.shape[1]} output maps are connected to the wrong input maps."
+        details = [f"output map {j} sees {_fmt(list(np.flatnonzero(actual[:, j])))}, "
+                   f"expected {_fmt(list(np.flatnonzero(expected[:, j])))}" for j in wrong[:4]]
+        more = f" (and {len(wrong) - 4} more)" if len(wrong) > 4 else ""
+        return Outcome.fail("wrong_connections", lead + " E.g. " + "; ".join(details) + more + ".")

@@ -1,0 +1,64 @@
+"""Kind ``module_structure``: instantiate the student's nn.Module; check parameter count and output shape.
+
+The count is of trainable parameters (``requires_grad``), as in the
+assignments; the expected count and shape come from the reference class,
+instantiated here with the same arguments.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from grader.checks import register
+from grader.checks.base import Check, Context, Outcome, reply_failure, shape_str
+
+FINDINGS = ("wrong_param_count", "wrong_output_shape", "not_log_probabilities")
+
+
+@register
+class ModuleStructureCheck(Check):
+    kind = "module_structure"
+    findings = Check.findings + FINDINGS
+
+    def run(self, ctx: Context) -> Outcome:
+        p = self.spec.params
+        init = p.get("init", {})
+        ref_model = getattr(ctx.reference, self.spec.reference)(**init)
+        expected_params = sum(t.numel() for t in ref_model.parameters() if t.requires_grad)
+        x = None
+        if "input" in p:
+            x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
+        reply = ctx.request(self.spec, {"op": "module_info", "target": self.spec.target, "init": init, "input": x})
+        call = f"{self.spec.target}({', '.join(f'{k}={v!r}' for k, v in init.items())})"
+        if not reply.ok:
+            return reply_failure(reply, f"Building {call}" + (f" and running it on an input of shape {shape_str(x.shape)}" if x is not None else ""))
+        info = reply.value
+        findings, feedback = [], []
+        got = info.get("trainable")
+        if type(got) is not int:
+            return Outcome.fail("wrong_type", "could not count the module's parameters")
+        if got != expected_params:
+            findings.append("wrong_param_count")
+            feedback.append(f"{call} has {got:,} trainable parameters; expected {expected_params:,} "
+                            f"(difference {got - expected_params:+,}).")
+        if x is not None:
+            with torch.no_grad():
+                ref_model.eval()
+                expected_shape = tuple(ref_model(torch.from_numpy(x)).shape)
+            out = info.get("output")
+            if not isinstance(out, np.ndarray):
+                findings.append("wrong_output_shape")
+                feedback.append(f"{call} returned {type(out).__name__} for an input of shape {shape_str(x.shape)}; a tensor was expected.")
+            elif out.shape != expected_shape and not (p.get("allow_squeeze") and out.squeeze().shape == tuple(s for s in expected_shape if s != 1)):
+                findings.append("wrong_output_shape")
+                feedback.append(f"{call} maps an input of shape {shape_str(x.shape)} to {shape_str(out.shape)}; expected {shape_str(expected_shape)}.")
+            elif p.get("log_probabilities"):
+                lse = np.log(np.exp(out.astype(np.float64)).sum(axis=1))
+                if not np.allclose(lse, 0.0, atol=1e-4):
+                    findings.append("not_log_probabilities")
+                    feedback.append(f"the output rows should be log-probabilities (logsumexp = 0, e.g. from log_softmax); "
+                                    f"got logsumexp {float(lse[0]):.4g} for the first row.")
+        if findings:
+            return Outcome(passed=False, feedback=feedback, findings=findings)
+        done = [f"{expected_params:,} trainable parameters"] + ([f"output shape {shape_str(expected_shape)}"] if x is not None else [])
+        return Outcome(passed=True, feedback=[f"{call}: " + ", ".join(done) + "."])

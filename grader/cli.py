@@ -1,0 +1,165 @@
+"""The ``grader`` command line.
+
+Exit status: 0 when grading ran (whatever the score), 2 for a usage error,
+3 for an unusable rubric. With ``--results``, a valid results file is written
+even when grading itself fails.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from grader.errors import RubricError, RubricErrors, UsageError, describe
+
+EXIT_OK, EXIT_USAGE, EXIT_RUBRIC = 0, 2, 3
+
+
+def _detect_assignment(folder: Path) -> str:
+    """The assignment whose accepted file names the folder holds (hw4.py -> hw4)."""
+    from grader.loading.files import find_files
+    from grader.rubric.load import rubric_dirs
+
+    matches = []
+    for d in rubric_dirs():
+        for path in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            try:
+                data = yaml.safe_load(path.read_text())
+                names = data["submission"]["code"]
+            except (OSError, yaml.YAMLError, KeyError, TypeError):
+                continue
+            if find_files(folder, names, []).code is not None:
+                matches.append(data.get("assignment", path.stem))
+    matches = sorted(set(matches))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(f"cannot tell the assignment of {folder} from its file names; pass --assignment NAME")
+    raise UsageError(f"{folder} matches several assignments ({', '.join(matches)}); pass --assignment NAME")
+
+
+def _device(choice: str) -> str:
+    if choice == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for, but no CUDA device is available here")
+    return choice
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from grader.engine import grade_submission
+    from grader.report import gradescope, terminal
+    from grader.rubric.load import find_rubric, load_rubric
+
+    console = Console(stderr=False)
+    started = time.perf_counter()
+    folder = Path(args.submission)
+    results_path = Path(args.results) if args.results else None
+    try:
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a folder; pass the folder that holds the submission's files")
+        rubric_path = Path(args.rubric) if args.rubric else find_rubric(args.assignment or _detect_assignment(folder))
+        rubric = load_rubric(rubric_path)
+        device = _device(args.device)
+    except UsageError as exc:
+        print(f"grader: {exc}", file=sys.stderr)
+        if results_path:
+            gradescope.write_failure(results_path, str(exc))
+        return EXIT_USAGE
+    except (RubricError, RubricErrors) as exc:
+        print(f"grader: the rubric cannot be used:\n{describe(exc)}", file=sys.stderr)
+        if results_path:
+            gradescope.write_failure(results_path, "the assignment's rubric is invalid.")
+        return EXIT_RUBRIC
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    protect = [results_path.resolve().parent] if results_path else []
+    try:
+        run = grade_submission(folder, rubric, seed=seed, device=device, skip_training=args.skip_training,
+                               isolation=args.isolation, data_dir=args.data_dir, protect=protect,
+                               progress=sys.stderr.isatty())
+    except Exception as exc:  # the grader's own fault: still leave a valid results file
+        print(f"grader: internal error while grading {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if results_path:
+            gradescope.write_failure(results_path, f"internal error ({type(exc).__name__}).", time.perf_counter() - started)
+        return EXIT_OK
+    if results_path:
+        gradescope.write_results(run, results_path)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(run.to_dict(), indent=2))
+    if not args.quiet:
+        terminal.print_run(run, console, verbose=args.verbose)
+        if results_path:
+            console.print(f"results written to {results_path}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_rubric_validate(args: argparse.Namespace) -> int:
+    from grader.rubric.load import load_rubric
+
+    status = EXIT_OK
+    for path in args.paths:
+        try:
+            rubric = load_rubric(Path(path))
+        except (RubricError, RubricErrors) as exc:
+            print(f"{path}: INVALID\n{describe(exc)}", file=sys.stderr)
+            status = EXIT_RUBRIC
+            continue
+        print(f"{path}: ok ({rubric.assignment}: {len(rubric.questions)} questions, {len(rubric.checks)} checks, "
+              f"{rubric.total_points:g} points)")
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grader", description="Autograder for deep-learning coursework.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="grade one submission folder")
+    check.add_argument("submission", help="folder with the student's files (e.g. hw4.py or hw4.ipynb, answers.yaml)")
+    check.add_argument("--assignment", help="assignment name (default: guessed from the file names)")
+    check.add_argument("--rubric", help="rubric file (default: rubrics/ASSIGNMENT.yaml)")
+    check.add_argument("--results", help="write Gradescope results.json here")
+    check.add_argument("--json", help="write the full grading record (all feedback) as JSON here")
+    check.add_argument("--skip-training", action="store_true", help="skip checks that train a model")
+    check.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    check.add_argument("--seed", type=int, help="seed for generated inputs (default: random, printed)")
+    check.add_argument("--isolation", choices=["bubblewrap", "unprivileged-uid", "process"],
+                       help="force an isolation level (default: the strongest that works here)")
+    check.add_argument("--data-dir", help="folder with datasets (torchvision layout or IDX files)")
+    check.add_argument("--verbose", "-v", action="store_true", help="show all feedback, also for passed checks")
+    check.add_argument("--quiet", "-q", action="store_true", help="print nothing; just write the results")
+    check.set_defaults(func=cmd_check)
+
+    rubric = sub.add_parser("rubric", help="work with rubric files").add_subparsers(dest="rubric_command", required=True)
+    validate = rubric.add_parser("validate", help="check rubric files against the schema and the reference")
+    validate.add_argument("paths", nargs="+")
+    validate.set_defaults(func=cmd_rubric_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"grader: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

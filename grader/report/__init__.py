@@ -1,0 +1,1 @@
+"""Reporters: each consumes the same `GradingRun` records (Gradescope JSON, terminal, class tables)."""

@@ -1,0 +1,1 @@
+"""Trusted reference solutions, one module per assignment (ground truth for the rubrics)."""
