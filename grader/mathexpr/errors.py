@@ -43,6 +43,7 @@ class ErrorKind(str, enum.Enum):
     NOT_A_FUNCTION = "not_a_function"
     WRONG_ARITY = "wrong_arity"
     KEYWORD_ARGUMENT = "keyword_argument"
+    UNDEFINED = "undefined"
     BUILD_FAILED = "build_failed"
 
 
@@ -164,6 +165,8 @@ def _sentence(err: ParseError, text: str) -> str:
             f"`{err.fragment}` takes {_plural(err.expected_arity or 0, 'argument')}, "
             f"but your answer gives it {err.given_arity}."
         )
+    if k is ErrorKind.UNDEFINED:
+        return "Your answer is undefined: it divides by zero or takes log(0), for example. Check it."
     if k is ErrorKind.KEYWORD_ARGUMENT:
         return f"Functions take plain arguments, not `name=value` ({frag})."
     return f"Your answer could not be turned into a math expression ({err.message})."
@@ -202,11 +205,11 @@ def format_error(err: ParseError, text: str, allowed_symbols: Iterable[str]) -> 
         lines.append("Symbols in this question: " + ", ".join(symbols) + ".")
     else:
         lines.append("This question uses no symbols.")
+    constants = [name for name in CONSTANTS if name not in symbols]
     lines.append(
         "Functions: "
         + ", ".join(f"{name}(x)" for name in FUNCTIONS)
-        + ". Constants: "
-        + ", ".join(name for name in CONSTANTS if name not in symbols)
+        + (". Constants: " + ", ".join(constants) if constants else "")
         + ". Write powers as x^2 or x**2 and every product with *."
     )
     return "\n".join(lines)

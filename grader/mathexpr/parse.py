@@ -249,6 +249,9 @@ def _prepare(text: str, max_length: int, limits: ParseLimits) -> _Source | Parse
         char_to_text.append(i)
     char_to_text.append(len(text))
     src = "".join(out)
+    # mode="eval" rejects leading whitespace as an "unexpected indent".
+    lead = len(src) - len(src.lstrip(" "))
+    src, char_to_text = src[lead:], char_to_text[lead:]
     byte_to_char: list[int] | None = None
     if not src.isascii():
         byte_to_char = []
@@ -616,30 +619,90 @@ def _number(value: int | float) -> sympy.Expr:
     return sympy.Rational(num, den)
 
 
-def _build(node: ast.AST, table: Mapping[str, sympy.Expr]) -> sympy.Expr:
-    """Build sympy from a validated, bounded tree (recursion depth bounded)."""
-    if isinstance(node, ast.Constant):
-        return _number(node.value)
-    if isinstance(node, ast.Name):
-        return table[node.id]
-    if isinstance(node, ast.UnaryOp):
-        operand = _build(node.operand, table)
-        return sympy.Mul(sympy.Integer(-1), operand) if isinstance(node.op, ast.USub) else operand
-    if isinstance(node, ast.Call):
-        return FUNCTIONS[node.func.id].build(_build(node.args[0], table))  # type: ignore[attr-defined]
-    if isinstance(node, ast.BinOp):
-        left = _build(node.left, table)
-        right = _build(node.right, table)
-        if isinstance(node.op, ast.Add):
-            return sympy.Add(left, right)
-        if isinstance(node.op, ast.Sub):
-            return sympy.Add(left, sympy.Mul(sympy.Integer(-1), right))
-        if isinstance(node.op, ast.Mult):
-            return sympy.Mul(left, right)  # order kept: matters for matrix symbols
-        if isinstance(node.op, ast.Div):
-            return sympy.Mul(left, sympy.Pow(right, sympy.Integer(-1)))
-        return sympy.Pow(left, right)
-    raise TypeError(f"unexpected node {type(node).__name__}")  # pragma: no cover
+def _magnitude(expr: sympy.Expr) -> float | None:
+    """|value| of a numeric sympy expression, or None if it has no finite value."""
+    try:
+        value = complex(expr.evalf(15))
+    except (TypeError, ValueError, ArithmeticError, RecursionError):
+        return None
+    size = abs(value)
+    return size if math.isfinite(size) else None
+
+
+def _digits(expr: sympy.Expr) -> int:
+    """Digits of all exact numbers inside ``expr`` (numerators and denominators)."""
+    return sum(len(str(abs(r.p))) + (len(str(r.q)) if r.q != 1 else 0) for r in expr.atoms(sympy.Rational))
+
+
+@dataclass
+class _Builder:
+    """Builds sympy from a validated tree, re-checking bounds on the built objects.
+
+    The AST bound pass cannot see cancellations: in ``2**(x - x + 10**12)``
+    the exponent looks symbolic in the tree, but sympy folds ``x - x`` to 0
+    and would then compute 2**(10**12). So before each ``Pow`` and ``exp``
+    the already-built (auto-simplified) operands are checked again.
+    Recursion depth is bounded by ``limits.max_depth`` (checked earlier).
+    """
+
+    table: Mapping[str, sympy.Expr]
+    source: _Source
+    limits: ParseLimits
+
+    def _reject(self, kind: ErrorKind, message: str, node: ast.AST) -> _Reject:
+        return _Reject(
+            _error(kind, message, fragment=self.source.fragment(node), offset=self.source.span(node)[0],
+                   limit=self.limits.max_exponent if kind is ErrorKind.EXPONENT_TOO_LARGE else self.limits.max_constant_digits)
+        )
+
+    def _check_exponent_terms(self, exponent: sympy.Expr, node: ast.AST) -> None:
+        # sympy evaluates exp(x + k*log(b)) to b**k*exp(x) on construction,
+        # so every numeric term of an exponent must stay small.
+        for term in sympy.Add.make_args(exponent):
+            if term.is_number:
+                size = _magnitude(term)
+                if size is None or size > self.limits.max_exponent:
+                    raise self._reject(ErrorKind.EXPONENT_TOO_LARGE, "numeric term of an exponent too large", node)
+
+    def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
+        self._check_exponent_terms(exponent, node)
+        if exponent.is_number:
+            size = _magnitude(exponent) or 0.0
+            # (b)**n computes about n times b's digits (sympy also distributes
+            # integer powers over products), and roots of huge integers are slow.
+            if _digits(base) * max(1, math.ceil(size)) > self.limits.max_constant_digits:
+                raise self._reject(ErrorKind.NUMBER_TOO_LARGE, "power would compute a huge number", node)
+        return sympy.Pow(base, exponent)
+
+    def build(self, node: ast.AST) -> sympy.Expr:
+        if isinstance(node, ast.Constant):
+            return _number(node.value)
+        if isinstance(node, ast.Name):
+            return self.table[node.id]
+        if isinstance(node, ast.UnaryOp):
+            operand = self.build(node.operand)
+            return sympy.Mul(sympy.Integer(-1), operand) if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.Call):
+            name = node.func.id  # type: ignore[attr-defined]
+            arg = self.build(node.args[0])
+            if name in ("exp", "sigmoid"):
+                self._check_exponent_terms(arg, node)
+            elif name == "sqrt" and _digits(arg) > self.limits.max_constant_digits:
+                raise self._reject(ErrorKind.NUMBER_TOO_LARGE, "square root of a huge number", node)
+            return FUNCTIONS[name].build(arg)
+        if isinstance(node, ast.BinOp):
+            left = self.build(node.left)
+            right = self.build(node.right)
+            if isinstance(node.op, ast.Add):
+                return sympy.Add(left, right)
+            if isinstance(node.op, ast.Sub):
+                return sympy.Add(left, sympy.Mul(sympy.Integer(-1), right))
+            if isinstance(node.op, ast.Mult):
+                return sympy.Mul(left, right)  # order kept: matters for matrix symbols
+            if isinstance(node.op, ast.Div):
+                return sympy.Mul(left, sympy.Pow(right, sympy.Integer(-1)))
+            return self.power(left, right, node)
+        raise TypeError(f"unexpected node {type(node).__name__}")  # pragma: no cover
 
 
 # --- public API ------------------------------------------------------------------------
@@ -684,11 +747,17 @@ def parse_expression(
     table: dict[str, sympy.Expr] = dict(CONSTANTS)
     table.update({name: spec.to_sympy() for name, spec in symbols.items()})  # declared symbols win over e/pi
     try:
-        expr = _build(tree.body, table)
+        expr = _Builder(table, prepared, limits).build(tree.body)
+    except _Reject as rej:
+        return ParseResult(error=rej.error)
     except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as exc:
         # Bounds make this unlikely; a sympy failure is still the answer's
         # problem to report, not a crash of the grader.
         return ParseResult(error=_error(ErrorKind.BUILD_FAILED, f"{type(exc).__name__}: {exc}", offset=None))
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, sympy.S.NegativeInfinity):
+        # 1/0, log(0), 0/0: sympy turns these into zoo/nan, which would make
+        # every later comparison meaningless ("differs by zoo").
+        return ParseResult(error=_error(ErrorKind.UNDEFINED, f"answer evaluates to {expr}", offset=None))
     return ParseResult(expr=expr)
 
 

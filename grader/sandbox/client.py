@@ -25,6 +25,8 @@ from grader.sandbox import cgroups, isolation, protocol
 # the path and hand over to the child's main.
 BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.child import main; main(sys.argv[2:])"
 GRADER_PKG = Path(__file__).resolve().parent.parent
+OP_PHRASES = {"load": "loading the submission", "call": "running the function", "module_info": "building and running the module",
+              "connectivity": "probing the module", "train": "training the model"}
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class Sandbox:
         os.close(req_r)
         os.close(rep_w)
         self._req_w, self._rep_r = req_w, rep_r
-        hello = self._receive(self.limits.startup_timeout_s, "starting the sandbox")
+        hello = self._receive(self.limits.startup_timeout_s, "starting up")
         if not hello.ok:
             self.load_report = LoadReport(ok=False, errors=[f"The sandbox could not start: {hello.message}"],
                                           output_tail=self.output_tail())
@@ -202,7 +204,7 @@ class Sandbox:
             protocol.write_message(self._req_w, message)
         except OSError:
             return self._died("while receiving the request")
-        return self._receive(self.limits.timeout_s if timeout is None else timeout, message.get("op", "request"))
+        return self._receive(self.limits.timeout_s if timeout is None else timeout, OP_PHRASES.get(message.get("op"), "answering a request"))
 
     def _receive(self, timeout: float, what: str) -> Reply:
         try:
@@ -232,15 +234,16 @@ class Sandbox:
                 pass
         oom = self._cgroup is not None and self._cgroup.out_of_memory()
         self._kill()
-        if oom or code in (-9, 137) and "MemoryError" in self.output_tail():
+        # Under bubblewrap the child's death by signal N arrives as exit status 128 + N.
+        sig = -code if code is not None and code < 0 else (code - 128 if code and 128 < code < 160 and self.level == "bubblewrap" else None)
+        sig_name = _signal_name(-sig) if sig else None
+        if oom or (sig_name == "SIGKILL" and "MemoryError" in self.output_tail()):
             msg = f"ran out of memory (limit {self.limits.memory_mb} MB)"
         elif code is None:
             msg = "stopped answering"
-        elif code < 0:
+        elif sig_name is not None:
             msg = {"SIGSEGV": "crashed with a segmentation fault", "SIGXCPU": "used up its CPU-time limit",
-                   "SIGKILL": "was killed (out of memory, or it killed itself)"}.get(_signal_name(code), f"was killed by {_signal_name(code)}")
-        elif code > 128 and self.level == "bubblewrap":
-            msg = f"was killed by {_signal_name(128 - code)}" if code - 128 < 65 else f"exited with code {code}"
+                   "SIGKILL": "was killed (out of memory, or it killed itself)"}.get(sig_name, f"was killed by {sig_name}")
         else:
             msg = f"exited with code {code} (does the code call sys.exit() or os._exit()?)"
         return Reply(ok=False, kind="died", message=f"the process running the submission {msg} {when}")

@@ -1,0 +1,73 @@
+"""Each hw4 check on right and wrong answers, graded through the real sandbox in one run.
+
+The table maps (check id, student variant) to the expected verdict and a
+phrase the feedback must contain, so a check that cannot fail, or fails
+without saying why, shows up here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+
+from conftest import ROOT, grade
+
+# (check id in rubrics/hw4.yaml, variant name in tests/data/hw4_variants.py, passes?, phrase in feedback)
+CASES = [
+    ("p1", "fd_ok_float64", True, "Correct"),
+    ("p1", "fd_swapped", False, "differs from the expected value"),
+    ("p1", "fd_sign", False, "differs from the expected value"),
+    ("p1", "fd_shape", False, "4 dimensions"),
+    ("p1", "fd_raises", False, "RuntimeError: not implemented yet"),
+    ("p1", "not_defined_anywhere", False, "is not defined in the submission"),
+    ("p2", "avg_groups", True, "Correct"),
+    ("p2", "avg_single", False, "mixes channels"),
+    ("p2", "avg_stride1", False, "has shape"),
+    ("p2", "avg_returns_list", False, "should be a tensor"),
+    ("p3", "gray_rounded", True, "Correct"),
+    ("p3", "gray_mean", False, "tolerance 0.001"),
+    ("p3", "gray_bgr", False, "tolerance 0.001"),
+    ("p5.loss_function", "loss_no_factor", False, "differs from the expected value"),
+    ("p5.loss_function", "loss_numpy", False, "not connected to the inputs"),
+    ("p5.logistic_loss", "logistic_unstable", True, "Correct values and gradients"),
+    ("p5.logistic_loss", "logistic_wrong_sign", False, "differs"),
+    ("p5.LR", "LRTwoOutputs", False, "1,570 trainable parameters; expected 785"),
+    ("p6.tanh", "jac_transposed", False, "transpose of the Jacobian"),
+    ("p6.identity", "jac_no_activation", True, "Correct"),
+    ("p6.sigmoid", "jac_no_activation", False, "J_b differs"),
+    ("p7.C3_layer.connections", "C3WrongMap", False, "output map 12 sees {0, 1, 2, 3}, expected {0, 1, 3, 4}"),
+    ("p7.C3_layer.connections", "C3Masked", True, "exactly the right input maps"),
+    ("p7.C3_layer.structure", "C3Masked", False, "2,416 trainable parameters; expected 1,516"),
+    ("p7.LeNet.structure", "LeNetNoPad", False, "RuntimeError"),
+]
+
+
+@pytest.fixture(scope="module")
+def graded(hw4_rubric, tmp_path_factory):
+    """One submission holding every variant; one check per table row."""
+    folder = tmp_path_factory.mktemp("variants")
+    shutil.copy(ROOT / "tests" / "data" / "hw4_variants.py", folder / "hw4.py")
+    by_id = {c.id: c for c in hw4_rubric.checks}
+    specs = tuple(dataclasses.replace(by_id[cid], id=f"{cid}#{variant}", target=variant)
+                  for cid, variant, _, _ in CASES)
+    question = dataclasses.replace(hw4_rubric.questions[0], checks=specs, points=sum(s.points for s in specs))
+    rubric = dataclasses.replace(hw4_rubric, questions=[question])
+    run = grade(folder, rubric)
+    return {r.check_id: r for r in run.results}
+
+
+@pytest.mark.parametrize("check_id,variant,passes,phrase", CASES, ids=[f"{c}-{v}" for c, v, _, _ in CASES])
+def test_check_verdict_and_feedback(graded, check_id, variant, passes, phrase):
+    result = graded[f"{check_id}#{variant}"]
+    text = "\n".join(result.feedback)
+    assert result.passed is passes, text
+    assert phrase in text
+    if not passes:
+        assert result.score == 0 and result.items, "a failed check names the rubric item it lost points for"
+
+
+def test_a_student_exception_names_the_students_line(graded):
+    source = (ROOT / "tests" / "data" / "hw4_variants.py").read_text().splitlines()
+    line = next(i for i, text in enumerate(source, start=1) if "not implemented yet" in text)
+    assert f"hw4.py, line {line}" in "\n".join(graded["p1#fd_raises"].feedback)

@@ -1,0 +1,71 @@
+"""End-to-end: the real `grader` command on the examples and on bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jsonschema
+
+from conftest import EXAMPLES, ROOT, gradescope_schema
+
+GRADER = [sys.executable, "-m", "grader"]
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*GRADER, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300,
+                          env={**os.environ, "COLUMNS": "160"})
+
+
+def test_check_correct_writes_full_marks_in_a_valid_results_file(tmp_path):
+    out = tmp_path / "r.json"
+    proc = run_cli("check", str(EXAMPLES / "hw4" / "correct"), "--assignment", "hw4", "--results", str(out), "--seed", "5")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, gradescope_schema())
+    assert data["score"] == 90 and isinstance(data["execution_time"], float)
+    assert all(t["name"].split()[0] == t["name"].split()[0].strip() for t in data["tests"])
+    assert data["tests"][0]["name"].startswith("p1 ")
+    p4 = next(t for t in data["tests"] if t["name"].startswith("p4 "))
+    assert p4["max_score"] == 0 and "manual grading" in p4["output"]
+    assert "Total: 90 / 90" in proc.stdout
+
+
+def test_assignment_is_detected_from_file_names(tmp_path):
+    out = tmp_path / "r.json"
+    proc = run_cli("check", str(EXAMPLES / "hw4" / "partial"), "--results", str(out), "--skip-training", "--seed", "5")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["score"] == 38
+    failed = [t["name"].split()[0] for t in data["tests"] if t["status"] == "failed"]
+    assert "p2" in failed and all(t["output"] for t in data["tests"] if t["status"] == "failed")
+
+
+def test_a_missing_folder_is_a_usage_error_and_still_leaves_valid_results(tmp_path):
+    out = tmp_path / "r.json"
+    proc = run_cli("check", str(tmp_path / "nope"), "--assignment", "hw4", "--results", str(out))
+    assert proc.returncode == 2
+    assert "is not a folder" in proc.stderr
+    jsonschema.validate(json.loads(out.read_text()), gradescope_schema())
+
+
+def test_an_empty_submission_grades_to_zero_with_a_message(tmp_path):
+    sub = tmp_path / "empty"
+    sub.mkdir()
+    out = tmp_path / "r.json"
+    proc = run_cli("check", str(sub), "--assignment", "hw4", "--results", str(out))
+    assert proc.returncode == 0
+    data = json.loads(out.read_text())
+    assert data["score"] == 0 and "No code file found: expected one of hw4.py, hw4.ipynb" in data["output"]
+
+
+def test_unknown_assignment_suggests_the_close_one(tmp_path):
+    proc = run_cli("check", str(EXAMPLES / "hw4" / "correct"), "--assignment", "hw_4")
+    assert proc.returncode == 3
+    assert "did you mean 'hw4'" in proc.stderr
+
+
+def test_rubric_validate_reports_ok():
+    proc = run_cli("rubric", "validate", "rubrics/hw4.yaml")
+    assert proc.returncode == 0 and "ok" in proc.stdout
