@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(int(threads))
     from grader.sandbox import ops, protocol
 
+    ops.load_operation_modules()  # before student code, like every import the child makes
+
     read_message, write_message = protocol.read_message, protocol.write_message
     ns = ops.Namespace()
     write_message(reply_fd, {"ok": True, "value": {"pid": os.getpid(), "uid": os.getuid()}})

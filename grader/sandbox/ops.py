@@ -254,15 +254,44 @@ class Namespace:
         return {"matrix": matrix}
 
 
+# --- the operation registry ---------------------------------------------------------------
+#
+# An operation is a function (namespace, request) -> plain data. The built-in
+# ones are below; further ones live in grader/sandbox/operations/ (one module
+# per area, e.g. training) and register themselves the same way when imported.
+
+OPERATIONS: dict[str, Callable[[Namespace, dict[str, Any]], Any]] = {}
+
+
+def operation(name: str) -> Callable[[Callable[[Namespace, dict[str, Any]], Any]], Callable[[Namespace, dict[str, Any]], Any]]:
+    def register(fn: Callable[[Namespace, dict[str, Any]], Any]) -> Callable[[Namespace, dict[str, Any]], Any]:
+        if name in OPERATIONS:
+            raise ValueError(f"sandbox operation {name!r} registered twice")
+        OPERATIONS[name] = fn
+        return fn
+    return register
+
+
+operation("load")(lambda ns, r: ns.load(r.get("code_path"), r.get("answers_path"), r.get("mode", "definitions")))
+operation("call")(lambda ns, r: ns.call(r["target"], r.get("args", []), r.get("kwargs"), r.get("grad_wrt"), r.get("grad_weights")))
+operation("module_info")(lambda ns, r: ns.module_info(r["target"], r.get("init", {}), r.get("input")))
+operation("connectivity")(lambda ns, r: ns.connectivity(r["target"], r.get("init", {}), r["input"], r.get("eps", 1.0)))
+operation("ping")(lambda ns, r: "pong")
+
+
+def load_operation_modules() -> None:
+    """Import every module of grader.sandbox.operations so their operations register."""
+    import importlib
+    import pkgutil
+
+    from grader.sandbox import operations
+
+    for info in pkgutil.iter_modules(operations.__path__):
+        importlib.import_module(f"grader.sandbox.operations.{info.name}")
+
+
 def dispatch(ns: Namespace, request: dict[str, Any]) -> Any:
     op = request.get("op")
-    handlers: dict[str, Callable[..., Any]] = {
-        "load": lambda r: ns.load(r.get("code_path"), r.get("answers_path"), r.get("mode", "definitions")),
-        "call": lambda r: ns.call(r["target"], r.get("args", []), r.get("kwargs"), r.get("grad_wrt"), r.get("grad_weights")),
-        "module_info": lambda r: ns.module_info(r["target"], r.get("init", {}), r.get("input")),
-        "connectivity": lambda r: ns.connectivity(r["target"], r.get("init", {}), r["input"], r.get("eps", 1.0)),
-        "ping": lambda r: "pong",
-    }
-    if op not in handlers:
+    if op not in OPERATIONS:
         raise ValueError(f"unknown operation {op!r}")
-    return handlers[op](request)
+    return OPERATIONS[op](ns, request)
