@@ -121,6 +121,13 @@ def bwrap_argv(*, workdir: Path, grader_pkg: Path, protected: list[Path], gpu: b
     if gpu:
         for dev in sorted(Path("/dev").glob("nvidia*")):
             argv += ["--dev-bind", str(dev), str(dev)]
+    # Protected paths that sit inside something bound above (a dataset's test
+    # labels under /usr/share, a package's bundled data) are covered last, so
+    # that the child sees an empty directory or an empty file there.
+    bound = [Path(a) for a in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64")] + python_dirs([])
+    for p in protected:
+        if p.exists() and any(_inside(p, b) for b in bound):
+            argv += ["--tmpfs", str(p)] if p.is_dir() else ["--ro-bind", "/dev/null", str(p)]
     return argv
 
 
