@@ -273,6 +273,15 @@ def test_missing_multiplication_hints() -> None:
     assert "g*(" in format_error(result.error, "g(1-g)", Q5)
 
 
+def test_incomplete_answer_points_at_its_end() -> None:
+    text = "w_i*g +"
+    result = parse_expression(text, Q5)
+    assert result.error is not None
+    assert result.error.kind is ErrorKind.SYNTAX
+    assert result.error.offset == len(text)
+    assert "missing at the end" in format_error(result.error, text, Q5)
+
+
 def test_error_serialises_to_json() -> None:
     result = parse_expression("foo(g)", Q5)
     assert result.error is not None

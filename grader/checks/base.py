@@ -12,6 +12,7 @@ the rubric attaches Gradescope-style items ("-2 pts Low accuracy") to them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -100,6 +101,11 @@ class Check:
             if name not in spec.params:
                 problems.append((f"params.{name}", f"a {cls.kind} check needs params.{name}"))
         return problems
+
+    @classmethod
+    def validate_with_reference(cls, spec: CheckSpec, reference: ModuleType) -> list[tuple[str, str]]:
+        """Rubric problems only visible with the reference loaded (its tables, symbols), as (path suffix, message)."""
+        return []
 
     def run(self, ctx: Context) -> Outcome:
         raise NotImplementedError
@@ -198,17 +204,31 @@ def make_tensor(spec: dict[str, Any], case: dict[str, Any], rng: np.random.Gener
         x = rng.choice([-1.0, 1.0], size=shape)
     elif dist == "positive":
         x = rng.uniform(0.1, 2.0, shape)
+    elif dist == "simplex":
+        # Probability vectors along the last axis; zero_fraction of the entries exactly 0 (for 0 log 0).
+        x = rng.uniform(0.05, 1.0, shape)
+        if spec.get("zero_fraction"):
+            x = np.where(rng.uniform(size=shape) < float(spec["zero_fraction"]), 0.0, x)
+            x[..., 0] = np.where(x.sum(axis=-1) == 0, 1.0, x[..., 0])  # never an all-zero row
+        x = x / x.sum(axis=-1, keepdims=True)
     else:
         raise ValueError(f"unknown dist {dist!r}")
     return x.astype(spec.get("dtype", "float32"))
 
 
 def make_args(arg_specs: list[dict[str, Any]], case: dict[str, Any], rng: np.random.Generator) -> list[Any]:
+    """Arguments from the rubric: {tensor: ...} drawn at random, {array: [...]} a literal tensor, {var: name}
+    from the case ({var: name, optional: true} is left out, with the arguments after it, when the case has no
+    such name: the student's default is then used), {value: v} a plain value."""
     args: list[Any] = []
     for a in arg_specs:
         if "tensor" in a:
             args.append(make_tensor(a, case, rng))
+        elif "array" in a:
+            args.append(np.asarray(a["array"], dtype=a.get("dtype", "float32")))
         elif "var" in a:
+            if a.get("optional") and a["var"] not in case:
+                break
             args.append(case[a["var"]])
         else:
             args.append(a.get("value"))
@@ -216,7 +236,18 @@ def make_args(arg_specs: list[dict[str, Any]], case: dict[str, Any], rng: np.ran
 
 
 def case_label(case: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in case.items()) if case else "the test input"
+    if "label" in case:  # a case with its own literal arguments names itself
+        return str(case["label"])
+    shown = {k: v for k, v in case.items() if k != "args"}
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) if shown else "the test input"
+
+
+def grid_cases(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, e.g. {t: [0, 10], s: [3]} -> [{t: 0, s: 3}, {t: 10, s: 3}]."""
+    if not grid:
+        return []
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
 
 
 def finite(x: float) -> bool:

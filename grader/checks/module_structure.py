@@ -2,7 +2,9 @@
 
 The count is of trainable parameters (``requires_grad``), as in the
 assignments; the expected count and shape come from the reference class,
-instantiated here with the same arguments.
+instantiated here with the same arguments. ``params.inits`` (a list of
+keyword-argument dicts) checks several configurations, e.g. ``build_mlp``
+for several (hidden_units, n_layers); ``params.init`` is one.
 """
 from __future__ import annotations
 
@@ -21,8 +23,17 @@ class ModuleStructureCheck(Check):
     findings = Check.findings + FINDINGS
 
     def run(self, ctx: Context) -> Outcome:
+        inits = self.spec.params.get("inits") or [self.spec.params.get("init", {})]
+        passed: list[str] = []
+        for init in inits:
+            outcome = self._run_one(ctx, init)
+            if not outcome.passed:
+                return outcome
+            passed += outcome.feedback
+        return Outcome(passed=True, feedback=passed)
+
+    def _run_one(self, ctx: Context, init: dict) -> Outcome:
         p = self.spec.params
-        init = p.get("init", {})
         ref_model = getattr(ctx.reference, self.spec.reference)(**init)
         expected_params = sum(t.numel() for t in ref_model.parameters() if t.requires_grad)
         x = None

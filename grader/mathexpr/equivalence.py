@@ -93,7 +93,7 @@ def _difference_sentence(ce: Counterexample) -> str:
     if ce.involves_matrices:
         return (
             f"with {ce.describe_point()}, your answer and the expected one give different matrices "
-            f"(relative difference {ce.relative_difference:.2g}); remember that matrix products do not commute"
+            f"(relative difference {ce.relative_difference:.2g}); note that matrix products do not commute, so the order of factors matters"
         )
     return (
         f"at {ce.describe_point()} your answer evaluates to {ce.student_value}, "

@@ -261,17 +261,21 @@ def _prepare(text: str, max_length: int, limits: ParseLimits) -> _Source | Parse
     return _Source(text=text, src=src, char_to_text=char_to_text, byte_to_char=byte_to_char)
 
 
-def _syntax_hint(source: _Source, char: int) -> str | None:
+def _syntax_hint(source: _Source, char: int, message: str) -> str | None:
     """A likely fix for a syntax error near src index ``char`` (None if no guess)."""
     src = source.src
     opens, closes = src.count("("), src.count(")")
-    if opens > closes:
-        return "A bracket ( is never closed."
-    if closes > opens:
-        return "There is a ) without a matching (."
-    before = src[max(0, char - 2) : char + 3]
-    if any(a.isdigit() and (b.isalpha() or b == "_") for a, b in zip(before, before[1:])):
+    if "(" not in message and ")" not in message:  # CPython already names bracket problems
+        if opens > closes:
+            return "A bracket ( is never closed."
+        if closes > opens:
+            return "There is a ) without a matching (."
+    window = src[max(0, char - 2) : char + 3]
+    if any(a.isdigit() and (b.isalpha() or b == "_") for a, b in zip(window, window[1:])):
         return "Write every product with *, e.g. 2*x instead of 2x."
+    before = src[:char].rstrip()
+    if before and (before[-1].isalnum() or before[-1] in "_)") and char < len(src) and (src[char].isalnum() or src[char] in "_("):
+        return "An operator seems to be missing here; write every product with *."
     return None
 
 
@@ -283,14 +287,19 @@ def _parse_ast(source: _Source) -> ast.Expression | ParseError:
             warnings.simplefilter("ignore")
             tree = ast.parse(source.src, mode="eval")
     except SyntaxError as exc:
-        char = max((exc.offset or 1) - 1, 0) if (exc.lineno or 1) == 1 else 0
-        char = min(char, len(source.src))
+        if not exc.offset:
+            # CPython reports offset 0 when the input ends too early ("x +").
+            char = len(source.src.rstrip())
+            hint = _syntax_hint(source, char, exc.msg or "") or "Something is missing at the end of your answer."
+        else:
+            char = min(max(exc.offset - 1, 0), len(source.src))
+            hint = _syntax_hint(source, char, exc.msg or "")
         return _error(
             ErrorKind.SYNTAX,
             exc.msg or "invalid syntax",
             fragment=source.text[source.char_offset(char) : source.char_offset(char) + 1],
             offset=source.char_offset(char),
-            suggestion=_syntax_hint(source, char),
+            suggestion=hint,
         )
     except (RecursionError, MemoryError, ValueError, OverflowError) as exc:
         # CPython's parser can raise these on pathological nesting or input;

@@ -21,6 +21,7 @@ import yaml
 
 from grader.errors import RubricError, RubricErrors
 from grader.rubric.model import CheckSpec, KnownMistake, Question, Rubric, RubricItem
+from grader.rubric.references import ReferenceNameError, resolve_reference
 
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -163,10 +164,17 @@ def _meaning_checks(rubric: Rubric, registry: dict[str, Any], file: str) -> list
                 continue
             problems += [RubricError(file, f"{c.path}.{p}", msg) for p, msg in kind.validate_spec(c)]
             if ref_names is not None:
+                unresolved: list[RubricError] = []
                 for attr, name in (("reference", c.reference), *(("known_mistakes.reference", m.reference) for m in c.known_mistakes)):
-                    if name and not hasattr(rubric.reference, name):
-                        problems.append(RubricError(file, f"{c.path}.{attr}", f"reference module {rubric.reference_name} "
-                                                    f"has no {name!r}", suggest(name, ref_names)))
+                    if not name:
+                        continue
+                    try:
+                        resolve_reference(rubric.reference, name)
+                    except ReferenceNameError as exc:
+                        unresolved.append(RubricError(file, f"{c.path}.{attr}", exc.problem, exc.suggestion))
+                problems += unresolved
+                if not unresolved:  # kinds that read values from the reference (tables, symbols) check them here
+                    problems += [RubricError(file, f"{c.path}.{p}", msg) for p, msg in kind.validate_with_reference(c, rubric.reference)]
             findings = set(kind.findings) | {m.finding for m in c.known_mistakes}
             for ii, item in enumerate(c.rubric_items):
                 if item.finding not in findings:

@@ -25,6 +25,7 @@ import numpy as np
 # Bound once at import: in the child, student code may later monkeypatch the
 # json/numpy/os modules, and the wire format must not change with it.
 _dumps, _loads, _np_save, _np_load = json.dumps, json.loads, np.save, np.load
+_np_require = np.require  # not ascontiguousarray: that one turns 0-d arrays into shape (1,)
 _os_read, _os_write, _select = os.read, os.write, select.select
 
 ARRAY_TAG = "__ndarray__"
@@ -63,7 +64,7 @@ def encode(value: Any) -> bytes:
     parts = [struct.pack(">Q", len(doc)), doc, struct.pack(">I", len(arrays))]
     for arr in arrays:
         buf = io.BytesIO()
-        _np_save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+        _np_save(buf, _np_require(arr, requirements="C"), allow_pickle=False)
         data = buf.getvalue()
         parts += [struct.pack(">Q", len(data)), data]
     return b"".join(parts)

@@ -1,0 +1,77 @@
+"""Kind ``forward_backward``: the student's backward pass, fed the student's own forward cache.
+
+``out, cache = <params.forward>(*args)`` then ``grads = <target>(dout, cache)``
+run in the sandbox (the cache never leaves it: its layout is the student's
+choice). The grads are compared with autograd through the reference forward
+pass, here, in float64: the gradient of ``sum(dout * out)`` with respect to
+the arguments ``params.grad_wrt``, in that order (for batch norm: z, gamma,
+beta -> dz, dgamma, dbeta).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from grader.checks import register
+from grader.checks.base import (COMMON_FINDINGS, Check, Context, Outcome, case_label, compare_arrays, make_args,
+                                reply_failure)
+
+FINDINGS = ("forward_incorrect",)
+
+
+def autograd_reference(fn: Any, args: list[Any], grad_wrt: list[int], dout: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Output of the reference forward and the gradients of sum(dout * out) w.r.t. args[grad_wrt]."""
+    targs = [torch.from_numpy(a.astype(np.float64)) if isinstance(a, np.ndarray) else a for a in args]
+    for i in grad_wrt:
+        targs[i] = targs[i].requires_grad_(True)
+    result = fn(*targs)
+    out = result[0] if isinstance(result, (tuple, list)) else result
+    grads = torch.autograd.grad((out * torch.from_numpy(dout)).sum(), [targs[i] for i in grad_wrt])
+    return out.detach().numpy(), [g.numpy() for g in grads]
+
+
+@register
+class ForwardBackwardCheck(Check):
+    kind = "forward_backward"
+    findings = COMMON_FINDINGS + FINDINGS
+    required_params = ("forward", "args", "grad_wrt")
+
+    def run(self, ctx: Context) -> Outcome:
+        p = self.spec.params
+        rng = ctx.rng(self.spec)
+        rtol, atol = float(p.get("rtol", 1e-6)), float(p.get("atol", 1e-9))
+        grad_wrt = [int(i) for i in p["grad_wrt"]]
+        names = p.get("outputs") or [f"gradient {k + 1}" for k in range(len(grad_wrt))]
+        reference = getattr(ctx.reference, self.spec.reference)
+        cases = p.get("cases", [{}])
+        forward_wrong: str | None = None
+        for case in cases:
+            args = make_args(p["args"], case, rng)
+            with torch.no_grad():  # the output's shape, for the upstream gradient dout
+                result = reference(*[torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args])
+            out_shape = tuple((result[0] if isinstance(result, (tuple, list)) else result).shape)
+            dout = rng.standard_normal(out_shape)  # float64
+            ref_out, ref_grads = autograd_reference(reference, args, grad_wrt, dout)
+            where = f"{self.spec.target}(dout, cache) after {p['forward']}(...) with {case_label(case)}"
+            reply = ctx.request(self.spec, {"op": "forward_backward", "forward": p["forward"], "target": self.spec.target,
+                                            "args": args, "dout": dout})
+            if not reply.ok:
+                return reply_failure(reply, f"Running {where}")
+            out, grads = reply.value.get("out"), reply.value.get("grads")
+            if forward_wrong is None and compare_arrays(out, ref_out, rtol=1e-5, atol=1e-7, what="out") is not None:
+                forward_wrong = (f"Note: your {p['forward']} output is not correct either (see its own check); the "
+                                 "backward pass was run with its cache.")
+            if not isinstance(grads, list) or len(grads) != len(grad_wrt):
+                n = len(grads) if isinstance(grads, list) else 1
+                return Outcome.fail("wrong_type", f"{where} should return {len(grad_wrt)} values ({', '.join(names)}), got {n}.")
+            for name, g, g_ref in zip(names, grads, ref_grads):
+                problem = compare_arrays(g, g_ref, rtol=rtol, atol=atol, what=f"{where}: {name}")
+                if problem:
+                    finding = "wrong_shape" if "has shape" in problem else "incorrect"
+                    return Outcome(passed=False, findings=[finding],
+                                   feedback=[problem + " (compared with autograd of the forward pass in float64)"]
+                                   + ([forward_wrong] if forward_wrong else []))
+        return Outcome(passed=True, feedback=[f"Gradients equal autograd's on {len(cases)} case(s) "
+                                              f"(float64, relative tolerance {rtol:g}), using your own cache."])

@@ -1,0 +1,65 @@
+"""Kind ``train_eval_modes``: dropout is active in ``train()`` and off in ``eval()``.
+
+The sandbox builds the student's module (``target(**init)`` for each of
+``params.inits``), runs it twice in train mode and twice in eval mode on the
+same input. With a dropout probability above 0, the two train-mode outputs
+must differ and the two eval-mode outputs must be identical.
+
+How often a correct module fails: the two train passes agree only if both
+dropout masks give the same output; with hidden width h and drop
+probability p >= 0.2 the first layer alone has h independent units, each
+matching with probability at most 1 - 2p(1-p) <= 0.68, so at h = 64 the
+chance is below 0.68**64 ~ 2e-11.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from grader.checks import register
+from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, reply_failure, shape_str
+
+FINDINGS = ("dropout_off_in_train", "random_in_eval")
+
+
+def _call(target: str, init: dict[str, Any]) -> str:
+    return f"{target}({', '.join(f'{k}={v!r}' for k, v in init.items())})"
+
+
+@register
+class TrainEvalModesCheck(Check):
+    kind = "train_eval_modes"
+    findings = COMMON_FINDINGS + FINDINGS
+    required_params = ("inits", "input")
+    needs_reference = False
+
+    def run(self, ctx: Context) -> Outcome:
+        p = self.spec.params
+        x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
+        findings: list[str] = []
+        feedback: list[str] = []
+        for init in p["inits"]:
+            call = _call(self.spec.target or "", init)
+            reply = ctx.request(self.spec, {"op": "train_eval_outputs", "target": self.spec.target, "init": init, "input": x})
+            if not reply.ok:
+                return reply_failure(reply, f"Building {call} and running it in train and eval mode")
+            outs = reply.value
+            arrays = outs.get("train", []) + outs.get("eval", [])
+            if len(arrays) != 4 or not all(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays):
+                return Outcome.fail("wrong_type", f"{call} should return a tensor of logits for an input of shape {shape_str(x.shape)}.")
+            train1, train2, eval1, eval2 = arrays
+            dropout = float(init.get(p.get("dropout_arg", "dropout"), 0.0))
+            if dropout > 0 and np.array_equal(train1, train2):
+                findings.append("dropout_off_in_train")
+                feedback.append(f"{call}: two forward passes in train() mode gave identical outputs, so dropout "
+                                f"(p={dropout:g}) is not active in training. Use nn.Dropout layers, which follow "
+                                "model.train() and model.eval().")
+            if not np.array_equal(eval1, eval2):
+                findings.append("random_in_eval")
+                feedback.append(f"{call}: two forward passes in eval() mode gave different outputs, so dropout is "
+                                "still active at evaluation. nn.Dropout turns itself off in eval(); F.dropout(x, p) does "
+                                "not unless you pass training=self.training.")
+        if findings:
+            return Outcome(passed=False, findings=sorted(set(findings)), feedback=feedback)
+        return Outcome(passed=True, feedback=[f"Dropout is active in train() and off in eval() for {len(p['inits'])} configuration(s)."])
