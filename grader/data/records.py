@@ -37,8 +37,14 @@ class Dataset:
 
         The pair to pass as `normalize=` to the training harness.
         """
-        x = self.train_images.to(torch.float64).div_(255.0)  # (N, 28, 28)
-        return float(x.mean()), float(x.std())
+        # From the histogram of the 256 pixel values: exact, and without the
+        # 376 MB float64 copy of 60,000 images that x.double().std() would make.
+        counts = torch.bincount(self.train_images.reshape(-1), minlength=256).to(torch.float64)  # (256,)
+        values = torch.arange(256, dtype=torch.float64) / 255.0  # (256,)
+        total = counts.sum()
+        mean = (counts * values).sum() / total
+        variance = (counts * (values - mean) ** 2).sum() / (total - 1)  # unbiased, like Tensor.std
+        return float(mean), float(variance.sqrt())
 
     def __repr__(self) -> str:
         return (

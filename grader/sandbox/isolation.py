@@ -85,8 +85,12 @@ def _inside(path: Path, parent: Path) -> bool:
         return False
 
 
-def python_dirs(protected: list[Path]) -> list[Path]:
-    """Directories the child needs to run this Python and its packages, minus any holding a protected path."""
+def python_dirs() -> list[Path]:
+    """Directories the child needs to run this Python and its packages.
+
+    A protected path inside one of them (a dataset's labels shipped in a
+    package) is masked by `bwrap_argv`, not excluded with its whole directory.
+    """
     wanted = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix),
               Path(sys.executable).resolve().parent.parent}
     # Only package directories: a sys.path entry such as a project root or a
@@ -95,8 +99,6 @@ def python_dirs(protected: list[Path]) -> list[Path]:
                if p and Path(p).is_dir() and ("site-packages" in p or "dist-packages" in p or "lib/python" in p)}
     dirs: list[Path] = []
     for d in sorted({w.resolve() for w in wanted}):
-        if any(_inside(p, d) for p in protected):
-            continue  # e.g. a project root on sys.path that holds reference/ and rubrics/
         if any(_inside(d, other) for other in dirs):
             continue
         dirs.append(d)
@@ -112,7 +114,7 @@ def bwrap_argv(*, workdir: Path, grader_pkg: Path, protected: list[Path], gpu: b
             argv += ["--symlink", os.readlink(p), top]
         elif p.is_dir():
             argv += ["--ro-bind", top, top]
-    for d in python_dirs(protected):
+    for d in python_dirs():
         if not str(d).startswith(("/usr/", "/etc/", "/bin/", "/lib")):
             argv += ["--ro-bind", str(d), str(d)]
     argv += ["--ro-bind", str(grader_pkg), f"{CHILD_ROOT}/grader",
@@ -124,7 +126,7 @@ def bwrap_argv(*, workdir: Path, grader_pkg: Path, protected: list[Path], gpu: b
     # Protected paths that sit inside something bound above (a dataset's test
     # labels under /usr/share, a package's bundled data) are covered last, so
     # that the child sees an empty directory or an empty file there.
-    bound = [Path(a) for a in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64")] + python_dirs([])
+    bound = [Path(a) for a in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64")] + python_dirs()
     for p in protected:
         if p.exists() and any(_inside(p, b) for b in bound):
             argv += ["--tmpfs", str(p)] if p.is_dir() else ["--ro-bind", "/dev/null", str(p)]

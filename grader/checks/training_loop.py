@@ -1,0 +1,438 @@
+"""Kind ``training_loop``: run the student's own ``train_one_epoch`` / ``test_one_epoch`` and check their contracts.
+
+The child builds the student's model (``target``), hands it with real
+DataLoaders and an optimizer to the student's loops for a few epochs
+(`grader.training.loops`), and records what the model really saw and
+output. Here, in the parent, every claim the loops make is checked against
+those records:
+
+- ``train_one_epoch`` returns ``(losses, counter, num_correct)`` and
+  ``num_correct`` equals a recount of the predictions made during the epoch;
+- ``test_one_epoch`` returns ``(test_loss, num_correct)`` on a validation
+  split (held out from the training images): ``num_correct`` equals a
+  recount and ``test_loss`` is the mean negative log-likelihood over the
+  validation set (recomputed from the model's outputs);
+- training lowers the loss (validation loss, recomputed, or the training
+  losses the loop logged);
+- the trained model's accuracy on the real test images, which the child gets
+  without labels, reaches the threshold (absolute, or relative to the
+  reference loops and model, trained the same way and cached).
+
+Params: ``train_function``, ``test_function`` (the student's names, default
+``train_one_epoch`` / ``test_one_epoch``; the reference's are the same unless
+``reference_train_function`` / ``reference_test_function`` say), the data params of
+`grader.training.plan` (plus ``val_size``), and ``optimizer``, ``lr``,
+``momentum``, ``batch_size``, ``test_batch_size``, ``epochs``,
+``log_interval``, ``max_seconds``, ``min_epochs``, ``loss_rtol``.
+
+Findings: ``not_done`` (the loops or the model cannot run; reported alone),
+``wrong_return``, ``wrong_num_correct``, ``wrong_test_loss``,
+``loss_not_decreasing``, ``too_slow``, ``low_accuracy``. Each is an
+independent mistake, so all that apply are reported: give each a rubric item.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from grader.checks import register
+from grader.checks.base import Check, Context, Outcome, reply_failure
+from grader.rubric.model import CheckSpec
+from grader.training.plan import (
+    DEFAULT_MAX_SECONDS,
+    DataUnavailable,
+    Split,
+    job_identity,
+    load_split,
+    threshold_for,
+    validate_params,
+)
+
+FINDINGS = ("not_done", "wrong_return", "wrong_num_correct", "wrong_test_loss", "loss_not_decreasing", "too_slow",
+            "low_accuracy")
+LOOP_KEYS = ("optimizer", "lr", "momentum", "batch_size", "test_batch_size", "epochs", "log_interval")
+REQUEST_MARGIN_S = 30.0
+MAX_CALLS_PER_BATCH = 3
+LOSS_DROP = 1e-3  # relative drop that counts as "the loss went down" (not float noise)  # a loop may call the model more than once per batch (e.g. again for the prediction)
+
+
+# --- reading what the student returned ---------------------------------------------------------
+
+
+def as_number(value: Any) -> float | None:
+    """A plain number, a one-element array (a returned tensor), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        return float(value.reshape(()))
+    return None
+
+
+def as_count(value: Any) -> int | None:
+    number = as_number(value)
+    if number is None or not math.isfinite(number) or number != int(number):
+        return None
+    return int(number)
+
+
+def describe_value(value: Any) -> str:
+    if isinstance(value, dict) and "not_plain" in value:
+        return f"something that is not plain data ({value['not_plain']})"
+    if isinstance(value, np.ndarray):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, list):
+        return f"a sequence of {len(value)} value(s)"
+    return repr(value)
+
+
+def count_problem(what: str, got: Any, recount: int, total: int) -> str | None:
+    """None if `got` is the recount; else a sentence with expected versus actual."""
+    count = as_count(got)
+    if count == recount:
+        return None
+    number = as_number(got)
+    if count is None and number is not None and 0 <= number <= 1 and recount > 1:
+        return (f"{what} is {number:.4g}, which looks like an accuracy; it should be the number of correct "
+                f"predictions ({recount:,} of {total:,} here).")
+    if count is None:
+        return f"{what} should be an integer count of correct predictions; got {describe_value(got)}."
+    return (f"{what} is {count:,}, but the model's predictions during that pass were right {recount:,} times "
+            f"out of {total:,}. Count with (output.argmax(dim=1) == labels).sum() on every batch and add the counts up.")
+
+
+# --- recounting from the records -----------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """The model's outputs aligned with the labels of the batches it was called on."""
+
+    per_call: list[np.ndarray]  # for each of k calls per batch: (n,) predictions or (n, C) outputs
+    labels: np.ndarray  # (n,)
+    total: int  # samples the loader fetched
+
+
+def align(log: dict[str, Any], fetched: np.ndarray, labels: np.ndarray, batch_size: int) -> Seen | None:
+    """Group the recorded calls k per loader batch (k = 1..3); None when they do not fit any such pattern."""
+    sizes = log.get("sizes")
+    rows = log.get("rows")
+    if not isinstance(sizes, list) or not sizes or not isinstance(rows, np.ndarray) or 0 in sizes:
+        return None
+    if not isinstance(fetched, np.ndarray) or len(fetched) == 0 or sum(sizes) != len(rows):
+        return None
+    batches = [fetched[i:i + batch_size] for i in range(0, len(fetched), batch_size)]
+    starts = np.cumsum([0] + sizes)
+    for k in range(1, MAX_CALLS_PER_BATCH + 1):
+        if len(sizes) % k or len(sizes) // k > len(batches):
+            continue
+        groups = len(sizes) // k
+        if all(sizes[g * k + j] == len(batches[g]) for g in range(groups) for j in range(k)):
+            per_call = [np.concatenate([rows[starts[g * k + j]:starts[g * k + j + 1]] for g in range(groups)])
+                        for j in range(k)]
+            seen = np.concatenate(batches[:groups])
+            if seen.max(initial=-1) >= len(labels):
+                return None
+            return Seen(per_call=per_call, labels=labels[seen], total=len(fetched))
+    return None
+
+
+def mean_losses(outputs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(mean NLL of the outputs read as log-probabilities, mean cross-entropy of the outputs read as logits)."""
+    out = torch.from_numpy(outputs.astype(np.float64))  # (n, C)
+    y = torch.from_numpy(labels)
+    nll = float(torch.nn.functional.nll_loss(out, y))
+    ce = float(torch.nn.functional.cross_entropy(out, y))
+    return nll, ce
+
+
+def test_loss_problem(got: Any, nll: float, ce: float, n: int, batches: int, batch_size: int, rtol: float) -> str | None:
+    value = as_number(got)
+    if value is None:
+        return f"test_loss should be a number (the mean loss); got {describe_value(got)}."
+
+    def close(a: float, b: float) -> bool:
+        return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-6)
+
+    if close(value, nll) or close(value, ce):
+        return None
+    hints = [(nll * n, "the sum over the validation images: divide by len(test_loader.dataset)"),
+             (nll * n / batches, "the sum over all images divided by the number of batches: divide by len(test_loader.dataset) instead"),
+             (nll / batch_size, "the sum of the per-batch mean losses divided by the number of images: "
+                                "use reduction='sum' per batch, or average the batch means over the batches")]
+    for wrong, why in hints:
+        if close(value, wrong):
+            return f"test_loss is {value:.5g}, but the mean negative log-likelihood is {nll:.5g}: it looks like {why}."
+    return (f"test_loss is {value:.5g}, but the mean negative log-likelihood of the model's outputs over the "
+            f"{n:,} validation images is {nll:.5g}.")
+
+
+@dataclass
+class Verdict:
+    """Findings with one sentence per topic: a mistake repeated every epoch is told once."""
+
+    findings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    topics: set[str] = field(default_factory=set)
+
+    def add(self, finding: str, sentence: str, *, topic: str | None = None) -> None:
+        if finding not in self.findings:
+            self.findings.append(finding)
+        topic = topic or finding
+        if topic not in self.topics:
+            self.topics.add(topic)
+            self.problems.append(sentence)
+
+
+@register
+class TrainingLoopCheck(Check):
+    kind = "training_loop"
+    findings = Check.findings + FINDINGS
+
+    @classmethod
+    def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
+        problems = super().validate_spec(spec) + validate_params(spec.params)
+        if spec.params.get("optimizer", "adam") not in ("adam", "sgd"):
+            problems.append(("params.optimizer", "must be adam or sgd"))
+        if int(spec.params.get("epochs", 3)) < 2:
+            problems.append(("params.epochs", "at least 2 epochs are needed to see the loss go down"))
+        return problems
+
+    @classmethod
+    def validate_with_reference(cls, spec: CheckSpec, reference: ModuleType) -> list[tuple[str, str]]:
+        return [("params", f"the reference module has no function {n!r} to compare with "
+                           "(params.reference_train_function / reference_test_function name the reference's)")
+                for n in _reference_names(spec.params) if not callable(getattr(reference, n, None))]
+
+    def _names(self) -> tuple[str, str]:
+        p = self.spec.params
+        return p.get("train_function", "train_one_epoch"), p.get("test_function", "test_one_epoch")
+
+    def _settings(self, ctx: Context, budget: float) -> dict[str, Any]:
+        p = self.spec.params
+        s: dict[str, Any] = {k: p[k] for k in LOOP_KEYS if k in p}
+        s.update(seed=int(p.get("seed", 0)), device=ctx.device, max_seconds=budget)
+        return s
+
+    def run(self, ctx: Context) -> Outcome:
+        p = self.spec.params
+        try:
+            split = load_split(p, data_dir=ctx.data_dir, with_validation=True)
+        except DataUnavailable as exc:
+            return Outcome.fail("error", f"The grader has no dataset for this check ({exc}). This is not your fault; "
+                                "please tell the course staff.")
+        budget = float(p.get("max_seconds", DEFAULT_MAX_SECONDS))
+        settings = self._settings(ctx, budget)
+        train_name, test_name = self._names()
+        model_call = f"{self.spec.target}()"
+        message = {"op": "train_loop", "target": self.spec.target, "init": p.get("init", {}), "settings": settings,
+                   "normalize": list(split.normalize) if split.normalize else None,
+                   "train_images": split.train_images, "train_labels": split.train_labels,
+                   "val_images": split.val_images, "val_labels": split.val_labels, "eval_images": split.eval_images,
+                   "train_function": train_name, "test_function": test_name}
+        from grader.training.waiting import budget_progress
+
+        epochs = int(settings.get("epochs", 3))
+        with budget_progress(f"{self.spec.id}: your loops on {model_call}, {split.dataset}", budget, enabled=ctx.progress):
+            reply = ctx.request(self.spec, message, timeout=budget * 1.5 + REQUEST_MARGIN_S)
+        if not reply.ok:
+            if reply.kind == "timeout":
+                return Outcome.fail("too_slow", f"Running {train_name}/{test_name} {reply.message}; the budget is "
+                                    f"{budget:g} s for {epochs} epochs. Is there a loop over single images, or an "
+                                    "accidental pass over the data inside the batch loop?")
+            if reply.kind in ("student", "not_plain", "not_loaded"):
+                return Outcome.fail("not_done", f"Running {train_name} and {test_name} with {model_call} failed: "
+                                    f"{reply.describe()}")
+            return reply_failure(reply, f"Running {train_name}/{test_name}")
+        value = reply.value
+        if not isinstance(value, dict) or not isinstance(value.get("epochs"), list):
+            return Outcome.fail("error", "The sandbox sent back a malformed reply for the training loops.")
+        verdict = self._judge(value, split, settings)
+        if verdict.findings == ["not_done"]:
+            return Outcome(passed=False, findings=["not_done"], feedback=verdict.problems)
+        accuracy_line = self._accuracy(ctx, value, split, settings, verdict)
+        feedback = verdict.problems + verdict.notes + ([accuracy_line] if accuracy_line else [])
+        if verdict.findings:
+            return Outcome(passed=False, findings=verdict.findings, feedback=feedback)
+        return Outcome(passed=True, feedback=feedback)
+
+    # contracts ---------------------------------------------------------------------------------
+
+    def _judge(self, value: dict[str, Any], split: Split, settings: dict[str, Any]) -> Verdict:
+        p = self.spec.params
+        v = Verdict()
+        train_name, test_name = self._names()
+        epochs = value["epochs"]
+        wanted = int(settings.get("epochs", 3))
+        batch_size = int(settings.get("batch_size", 64))
+        test_batch = int(settings.get("test_batch_size", 100))
+        rtol = float(p.get("loss_rtol", 1e-3))
+        min_epochs = int(p.get("min_epochs", wanted))
+        if value.get("timed_out") and len(epochs) < min_epochs:
+            v.add("too_slow", f"Only {len(epochs)} of {wanted} epochs fit in the {settings['max_seconds']:g} s budget "
+                              f"(last epoch: {epochs[-1]['seconds'] if epochs else 0:.1f} s); make the loops faster.")
+        if not epochs:
+            v.add("not_done", f"No epoch of {train_name}/{test_name} completed.")
+            return v
+        val_losses: list[float] = []
+        train_logged: list[list[float]] = []
+        recounted_train = recounted_test = True
+        for e in epochs:
+            n = e["epoch"]
+            # train_one_epoch -> (losses, counter, num_correct)
+            ret = e.get("train_returned")
+            if not isinstance(ret, list) or len(ret) != 3:
+                v.add("wrong_return", f"{train_name} should return (losses, counter, num_correct); in epoch {n} it "
+                                      f"returned {describe_value(ret)}.", topic="train_return")
+            else:
+                losses, counter, num_correct = ret
+                # A 1-D tensor of losses or counts is as good as a list of them.
+                losses, counter = (x.tolist() if isinstance(x, np.ndarray) and x.ndim == 1 else x for x in (losses, counter))
+                logged = [as_number(x) for x in losses] if isinstance(losses, list) else None
+                if logged is None or any(x is None for x in logged):
+                    v.add("wrong_return", f"losses (the first value {train_name} returns) should be a list of numbers, "
+                                          f"e.g. loss.item() every log_interval batches; got {describe_value(losses)}.",
+                          topic="train_losses")
+                elif not isinstance(counter, list) or len(counter) != len(logged):
+                    v.add("wrong_return", f"counter should be a list as long as losses ({len(logged)} in epoch {n}); "
+                                          f"got {describe_value(counter)}.", topic="train_counter")
+                else:
+                    train_logged.append([x for x in logged if x is not None])
+                seen = align(e.get("train_calls", {}), e.get("train_fetched"), split.train_labels, batch_size)
+                if seen is None:
+                    recounted_train = False
+                else:
+                    recounts = [int((calls == seen.labels).sum()) for calls in seen.per_call]
+                    problems = [count_problem(f"num_correct from {train_name} (epoch {n})", num_correct, r, len(seen.labels))
+                                for r in recounts]
+                    if all(problems):
+                        v.add("wrong_num_correct", problems[0], topic="train_count")  # type: ignore[arg-type]
+            # test_one_epoch -> (test_loss, num_correct)
+            ret = e.get("test_returned")
+            seen = align(e.get("test_calls", {}), e.get("test_fetched"), split.val_labels, test_batch)
+            if seen is not None and seen.per_call[0].ndim == 2:
+                nll, ce = mean_losses(seen.per_call[0], seen.labels)
+                val_losses.append(ce)
+            else:
+                seen, nll = None, float("nan")
+                recounted_test = False
+            if not isinstance(ret, list) or len(ret) != 2:
+                v.add("wrong_return", f"{test_name} should return (test_loss, num_correct); in epoch {n} it "
+                                      f"returned {describe_value(ret)}.", topic="test_return")
+            elif seen is not None:
+                test_loss, num_correct = ret
+                n_val = len(split.val_labels)
+                if len(seen.labels) != n_val:
+                    v.add("wrong_test_loss", f"{test_name} ran the model on {len(seen.labels):,} of the {n_val:,} "
+                                             "validation images; evaluate every batch of test_loader.", topic="test_loss")
+                else:
+                    problem = test_loss_problem(test_loss, nll, ce, n_val, math.ceil(n_val / test_batch), test_batch, rtol)
+                    if problem:
+                        v.add("wrong_test_loss", f"Epoch {n}: {problem}", topic="test_loss")
+                recount = int((seen.per_call[0].argmax(axis=1) == seen.labels).sum())
+                problem = count_problem(f"num_correct from {test_name} (epoch {n})", num_correct, recount, len(seen.labels))
+                if problem:
+                    v.add("wrong_num_correct", problem, topic="test_count")
+        if recounted_train and not v.topics & {"train_count", "train_return"}:
+            v.notes.append(f"num_correct from {train_name} matched a recount in all {len(epochs)} epochs.")
+        if recounted_test and val_losses and not v.topics & {"test_count", "test_loss", "test_return"}:
+            v.notes.append(f"{test_name} returned the mean loss and the right num_correct in all {len(epochs)} epochs.")
+        if not recounted_train:
+            v.notes.append(f"num_correct of {train_name} could not be recounted (the model was not called once per "
+                           "batch with the batch's images), so it was not checked.")
+        if not recounted_test:
+            v.notes.append(f"The outputs of the model during {test_name} could not be matched to the validation batches, "
+                           "so test_loss and num_correct were not checked.")
+        # The validation loss is recomputed here from the model's outputs, so it is preferred to the
+        # losses the loop logged (which are the student's claim, and noisy batch by batch).
+        decreased = None
+        if len(val_losses) >= 2:
+            decreased = val_losses[-1] < val_losses[0] * (1 - LOSS_DROP)
+            trend = f"validation loss {val_losses[0]:.4f} after epoch 1, {val_losses[-1]:.4f} after epoch {len(val_losses)}"
+        elif len(train_logged) >= 2 and train_logged[0] and train_logged[-1]:
+            first, last = train_logged[0][0], float(np.mean(train_logged[-1]))
+            decreased = last < first * (1 - LOSS_DROP)
+            trend = f"logged training loss {first:.4f} at the start, {last:.4f} on average in the last epoch"
+        if decreased is False:
+            v.add("loss_not_decreasing", f"Training did not lower the loss ({trend}). Does {train_name} call "
+                                         "optimizer.zero_grad(), loss.backward() and optimizer.step() for every batch?")
+        elif decreased:
+            v.notes.insert(0, f"The loss went down: {trend}.")
+        return v
+
+    # accuracy ----------------------------------------------------------------------------------
+
+    def _accuracy(self, ctx: Context, value: dict[str, Any], split: Split, settings: dict[str, Any], v: Verdict) -> str:
+        preds = value.get("predictions")
+        m = len(split.eval_labels)
+        if isinstance(value.get("problem"), str):
+            v.add("not_done", f"The trained {self.spec.target} could not predict the test images: {value['problem']}")
+            return ""
+        if not isinstance(preds, np.ndarray) or preds.dtype.kind not in "iu" or preds.shape != (m,):
+            v.add("error", "The sandbox sent back predictions that are not one class index per test image.")
+            return ""
+        accuracy = float((preds == split.eval_labels).mean())
+        threshold = threshold_for(self.spec.params, split.dataset)
+        basis = f" on {split.dataset}"
+        if threshold is None:
+            delta = float(self.spec.params["relative_to_reference"])
+            try:
+                ref = self._reference(ctx, split, settings)
+            except Exception as exc:  # the reference loops are the course's code: say so
+                v.add("error", f"The grader could not train the reference for comparison ({type(exc).__name__}: {exc}). "
+                               "This is not your fault; please tell the course staff.")
+                return ""
+            threshold = ref.accuracy - delta
+            basis = f" (the reference loops and model reach {ref.accuracy:.1%} with the same data and budget, minus {delta:.1%})"
+        epochs = len(value["epochs"])
+        line = (f"After {epochs} epoch(s) with your loops, {self.spec.target} reached {accuracy:.1%} accuracy on "
+                f"{m:,} held-out {split.dataset} test images; needed {threshold:.1%}{basis}.")
+        if accuracy + 1e-12 < threshold:
+            v.add("low_accuracy", line + " The loops run, but the model learns too little: check that every batch of "
+                                         "the loader gets a training step, and compare the model's forward with the "
+                                         "handout (the images arrive already normalised).")
+            return ""
+        return line
+
+    def _reference(self, ctx: Context, split: Split, settings: dict[str, Any]):
+        from grader.training.harness import predict
+        from grader.training.loops import LoopSettings, normalised_images, run_loops
+        from grader.training.reference_runs import ReferenceRun, reference_run
+        from grader.training.waiting import budget_progress
+
+        p = self.spec.params
+        train_name, test_name = _reference_names(p)
+        job = {"kind": "train_loop", "reference": self.spec.reference, "init": p.get("init", {}),
+               "functions": [train_name, test_name], "settings": settings, **job_identity(split, p)}
+
+        def compute() -> ReferenceRun:
+            # All epochs, however busy the machine (see grader.checks.training): the clock is only a safety net.
+            s = LoopSettings.from_plain(dict(settings, max_seconds=10 * float(settings["max_seconds"])))
+            torch.manual_seed(s.seed)
+            model = getattr(ctx.reference, self.spec.reference or "")(**p.get("init", {}))
+            data = [torch.from_numpy(a) for a in (split.train_images, split.train_labels, split.val_images, split.val_labels)]
+            with budget_progress(f"{self.spec.id}: reference loops (cached after)", s.max_seconds,
+                                 enabled=ctx.progress):
+                run = run_loops(model, getattr(ctx.reference, train_name), getattr(ctx.reference, test_name),
+                                (normalised_images(data[0], split.normalize), data[1]),
+                                (normalised_images(data[2], split.normalize), data[3]), s)
+                preds = predict(model, torch.from_numpy(split.eval_images), device=s.device, normalize=split.normalize)
+            if run.timed_out:
+                raise RuntimeError(f"the reference loops ran {len(run.epochs)} of {s.epochs} epochs in {run.seconds:.0f} s")
+            acc = float((preds.numpy() == split.eval_labels).mean())
+            return ReferenceRun(accuracy=acc, epochs_done=float(len(run.epochs)), seconds=run.seconds, final_loss=None)
+
+        return reference_run(job, compute, reference_source=ctx.rubric.reference_path.read_text(), device=ctx.device)
+
+
+def _reference_names(params: dict[str, Any]) -> tuple[str, str]:
+    """The reference's loop functions: named like the student's unless the rubric says otherwise."""
+    return (params.get("reference_train_function", params.get("train_function", "train_one_epoch")),
+            params.get("reference_test_function", params.get("test_function", "test_one_epoch")))

