@@ -51,6 +51,13 @@ class Cgroup:
         return False
 
     def kill_all(self) -> None:
+        # First forbid new processes: a fork bomb would otherwise refill the group as fast as it is killed.
+        for d in self.dirs:
+            if (d / "pids.max").exists():
+                try:
+                    (d / "pids.max").write_text("0")
+                except OSError:
+                    pass
         for _ in range(50):
             pids = self.pids()
             if not pids:
@@ -79,6 +86,7 @@ def create(*, max_processes: int, memory_mb: int | None) -> Cgroup | None:
     """A fresh cgroup with the limits, or None where cgroups cannot be managed here."""
     if os.geteuid() != 0 or not ROOT.is_dir():
         return None
+    _sweep_stale()
     name = f"grader-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     made: list[Path] = []
     try:
@@ -129,3 +137,25 @@ def _own_v1_memory_dir() -> Path | None:
     except OSError:
         return None
     return None
+
+
+def _sweep_stale() -> None:
+    """Remove empty cgroups left by earlier graders whose process is gone.
+
+    A group can only be removed once its last process has been reaped, which
+    on some machines happens after `remove` gave up; the next grader cleans up.
+    """
+    for hierarchy in (ROOT, ROOT / "pids", _own_v1_memory_dir()):
+        if hierarchy is None or not hierarchy.is_dir():
+            continue
+        for d in hierarchy.glob("grader-*-*"):
+            try:
+                owner = int(d.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if owner == os.getpid() or Path(f"/proc/{owner}").exists():
+                continue
+            try:
+                d.rmdir()  # fails harmlessly while processes remain in it
+            except OSError:
+                pass

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     from grader.sandbox import ops, protocol
 
     ops.load_operation_modules()  # before student code, like every import the child makes
+    if limits.get("max_reply_mb"):
+        ops.MAX_REPLY_BYTES = int(limits["max_reply_mb"]) << 20
 
     read_message, write_message = protocol.read_message, protocol.write_message
     ns = ops.Namespace()

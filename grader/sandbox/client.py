@@ -25,8 +25,11 @@ from grader.sandbox import cgroups, isolation, protocol
 # the path and hand over to the child's main.
 BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.child import main; main(sys.argv[2:])"
 GRADER_PKG = Path(__file__).resolve().parent.parent
+# A request may leave a few processes behind (they are stopped); more is a fork bomb and fails it.
+MAX_LEFT_BEHIND = 8
 OP_PHRASES = {"load": "loading the submission", "call": "running the function", "module_info": "building and running the module",
-              "connectivity": "probing the module", "train": "training the model"}
+              "connectivity": "probing the module", "train": "training the model",
+              "train_loop": "running the training loop"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class Sandbox:
         workdir = self._prepare_workdir()
         limits = {"memory_mb": self.limits.memory_mb, "cpu_s": self.limits.cpu_s,
                   "max_file_mb": self.limits.max_file_mb, "max_processes": self.limits.max_processes,
-                  "threads": self.limits.threads}
+                  "threads": self.limits.threads, "max_reply_mb": self.limits.max_reply_mb}
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONHASHSEED": "0", "HOME": "/tmp", "MPLBACKEND": "Agg"}
         if self.limits.threads:
@@ -200,11 +203,52 @@ class Sandbox:
             self.start()
             if not self.alive():
                 return Reply(ok=False, kind="not_loaded", message="the submission could not be loaded into a fresh sandbox")
+        before = self._members() if not _loading else set()
         try:
             protocol.write_message(self._req_w, message)
         except OSError:
             return self._died("while receiving the request")
-        return self._receive(self.limits.timeout_s if timeout is None else timeout, OP_PHRASES.get(message.get("op"), "answering a request"))
+        reply = self._receive(self.limits.timeout_s if timeout is None else timeout, OP_PHRASES.get(message.get("op"), "answering a request"))
+        if not _loading and self.alive():
+            left = self._members() - before
+            if len(left) > MAX_LEFT_BEHIND:  # a fork bomb: its copies would slow every later check down
+                self._kill()
+                return Reply(ok=False, kind="processes", message=f"left {len(left)} processes running when it "
+                             "returned (a fork bomb?); they were all stopped")
+            if left:  # a helper never waited for: stopped, and the answer stands
+                self._stop_new(before)
+        return reply
+
+    def _stop_new(self, before: set[int]) -> None:
+        """Kill the sandbox's processes that were not there before the request (the child itself was)."""
+        for _ in range(25):
+            new = self._members() - before
+            if not new:
+                return
+            for pid in new:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.02)
+
+    def _members(self) -> set[int]:
+        """The live processes of this sandbox: its cgroup's; without one, its process group's (zombies left out)."""
+        if self._cgroup is not None:
+            return self._cgroup.pids()
+        if self.proc is None:
+            return set()
+        members = set()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        fields = f.read().rsplit(b")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+                except (OSError, IndexError):
+                    continue
+                if len(fields) > 2 and int(fields[2]) == self.proc.pid and fields[0] != b"Z":
+                    members.add(int(entry))
+        return members
 
     def _receive(self, timeout: float, what: str) -> Reply:
         try:

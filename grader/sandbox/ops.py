@@ -33,6 +33,21 @@ _no_grad = torch.no_grad
 _np_array = np.array
 _np_asarray = np.asarray
 _builtin_type = type
+_numel = torch.Tensor.numel
+_element_size = torch.Tensor.element_size
+_Generator = torch.Generator
+
+# The most a reply may hold (set by the child from its limits): a bigger result
+# is refused here, before it is copied, instead of by the parent after.
+MAX_REPLY_BYTES: int | None = None
+
+# A request argument {GENERATOR_TAG: seed} reaches the student as a fresh torch.Generator with that seed.
+GENERATOR_TAG = "__torch_generator_seed__"
+
+
+def generator_arg(seed: int) -> dict[str, int]:
+    """The request argument that the child turns into ``torch.Generator().manual_seed(seed)``."""
+    return {GENERATOR_TAG: int(seed)}
 
 
 class StudentError(Exception):
@@ -55,6 +70,8 @@ def student_error(exc: BaseException) -> StudentError:
             where = f"{frame.filename.removeprefix('student:')}, line {frame.lineno}"
             break
     message = str(exc)
+    if isinstance(exc, MemoryError) and not message:
+        message = "ran out of memory (the sandbox's memory limit was reached)"
     if len(message) > 500:
         message = message[:500] + " [...]"
     return StudentError(f"{_builtin_type(exc).__name__}: {message}", where)
@@ -73,12 +90,14 @@ def to_plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, _Tensor):
         # Subclasses may override anything: view through the base class before converting.
         base = _as_subclass(value, _Tensor)
+        _check_size(_numel(base), _numel(base) * _element_size(base), "tensor")
         with _no_grad():
             arr = _numpy(_contiguous(_cpu(_detach(base))))
         return _np_array(arr, copy=True)
     if t is np.ndarray:
         if value.dtype.kind not in "biuf":
             raise NotPlainData(f"a numpy array of dtype {value.dtype} (numbers were expected)")
+        _check_size(value.size, value.nbytes, "numpy array")
         return _np_array(value, copy=True)
     if t in (np.float32, np.float64, np.int32, np.int64, np.bool_):
         return value.item()
@@ -94,6 +113,12 @@ def to_plain(value: Any, depth: int = 0) -> Any:
     raise NotPlainData(f"an object of type {t.__name__}")
 
 
+def _check_size(elements: int, nbytes: int, what: str) -> None:
+    if MAX_REPLY_BYTES is not None and nbytes > MAX_REPLY_BYTES:
+        raise NotPlainData(f"the result is a {what} of {elements:,} elements ({nbytes / 2**20:,.0f} MB), more than "
+                           f"the {MAX_REPLY_BYTES >> 20} MB a result may take")
+
+
 def from_plain(arg: Any) -> Any:
     """Request argument -> the value the student function receives (arrays become tensors)."""
     if isinstance(arg, np.ndarray):
@@ -101,6 +126,8 @@ def from_plain(arg: Any) -> Any:
     if isinstance(arg, list):
         return [from_plain(a) for a in arg]
     if isinstance(arg, dict):
+        if set(arg) == {GENERATOR_TAG} and _builtin_type(arg[GENERATOR_TAG]) is int:
+            return _Generator().manual_seed(arg[GENERATOR_TAG])
         return {k: from_plain(v) for k, v in arg.items()}
     return arg
 
@@ -120,6 +147,15 @@ class Namespace:
     def load(self, code_path: str | None, answers_path: str | None, mode: str) -> dict[str, Any]:
         report: dict[str, Any] = {"errors": [], "skipped": [], "names": [], "answers": None, "answers_error": None}
         cell_sources: list[str] = []
+        # The answers file is read before any student code runs: code that
+        # deletes or rewrites files in its folder cannot take it away.
+        if answers_path:
+            try:
+                report["answers"] = read_answers_yaml(Path(answers_path))
+            except AnswersError as exc:
+                report["answers_error"] = str(exc)
+            except OSError as exc:
+                report["answers_error"] = f"{Path(answers_path).name} could not be read: {exc.strerror or exc}"
         if code_path:
             path = Path(code_path)
             if path.suffix == ".ipynb":
@@ -134,11 +170,6 @@ class Namespace:
                 units = [(path.name, path.read_text(encoding="utf-8", errors="replace"))]
             for label, source in units:
                 self._run_unit(label, source, mode, report)
-        if answers_path:
-            try:
-                report["answers"] = read_answers_yaml(Path(answers_path))
-            except AnswersError as exc:
-                report["answers_error"] = str(exc)
         if report["answers"] is None and cell_sources:
             try:
                 report["answers"] = answers_from_cells(cell_sources)
