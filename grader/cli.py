@@ -122,6 +122,41 @@ def cmd_rubric_validate(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Batch: every sub-folder of FOLDER is one submission; per-student results plus a class table."""
+    from grader.batch import grade_folder, submission_folders
+    from grader.report.table import print_summary, write_csv
+    from grader.rubric.load import find_rubric, load_rubric
+
+    root = Path(args.folder)
+    if not root.is_dir() or not submission_folders(root):
+        raise UsageError(f"{root} should be a folder holding one sub-folder per submission")
+    try:
+        rubric_path = Path(args.rubric) if args.rubric else find_rubric(args.assignment)
+        load_rubric(rubric_path)  # fail once, here, rather than in every worker
+    except (RubricError, RubricErrors) as exc:
+        print(f"grader: the rubric cannot be used:\n{describe(exc)}", file=sys.stderr)
+        return EXIT_RUBRIC
+    out = Path(args.out)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    console = Console()
+    names, runs = grade_folder(root, rubric_path, out, jobs=args.jobs, seed=seed, device=_device(args.device),
+                               skip_training=args.skip_training, isolation=args.isolation, data_dir=args.data_dir,
+                               on_done=lambda name, run: console.print(f"{name}: {run.score:g}/{run.max_score:g}", highlight=False))
+    write_csv(runs, out / "grades.csv", names)
+    print_summary(runs, names, console)
+    console.print(f"per-submission results in {out}/<name>/results.json; class table in {out / 'grades.csv'} (seed {seed})",
+                  highlight=False)
+    return EXIT_OK
+
+
+def cmd_data_status(args: argparse.Namespace) -> int:
+    from grader.data import status, status_table
+
+    Console().print(status_table(status(args.data_dir)))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description="Autograder for deep-learning coursework.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,10 +177,33 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quiet", "-q", action="store_true", help="print nothing; just write the results")
     check.set_defaults(func=cmd_check)
 
+    grade = sub.add_parser("grade", help="grade a folder of submissions (one sub-folder each) in parallel")
+    grade.add_argument("folder", help="folder with one sub-folder per submission")
+    grade.add_argument("--assignment", required=True, help="assignment name (rubrics/NAME.yaml)")
+    grade.add_argument("--rubric", help="rubric file (default: rubrics/ASSIGNMENT.yaml)")
+    grade.add_argument("--out", default="grades", help="where per-submission results and grades.csv go (default: grades/)")
+    grade.add_argument("--jobs", "-j", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                       help="submissions graded at once (default: half the CPUs)")
+    grade.add_argument("--skip-training", action="store_true", help="skip checks that train a model")
+    grade.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    grade.add_argument("--seed", type=int, help="seed for generated inputs (default: random, printed)")
+    grade.add_argument("--isolation", choices=["bubblewrap", "unprivileged-uid", "process"])
+    grade.add_argument("--data-dir", help="folder with datasets (torchvision layout or IDX files)")
+    grade.set_defaults(func=cmd_grade)
+
     rubric = sub.add_parser("rubric", help="work with rubric files").add_subparsers(dest="rubric_command", required=True)
     validate = rubric.add_parser("validate", help="check rubric files against the schema and the reference")
     validate.add_argument("paths", nargs="+")
     validate.set_defaults(func=cmd_rubric_validate)
+
+    data = sub.add_parser("data", help="datasets for training checks").add_subparsers(dest="data_command", required=True)
+    data_status = data.add_parser("status", help="which datasets this machine has, from where, with sizes (never downloads)")
+    data_status.add_argument("--data-dir", help="also look in this folder (torchvision layout or IDX files)")
+    data_status.set_defaults(func=cmd_data_status)
+
+    from grader.gradescope import cli as gradescope_cli
+
+    gradescope_cli.add_parser(sub)
     return parser
 
 
