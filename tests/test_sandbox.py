@@ -134,3 +134,15 @@ def test_process_level_still_survives_a_dying_child(tmp_path):
 def test_forced_level_is_validated():
     with pytest.raises(ValueError, match="unknown isolation level"):
         choose_level("chroot")
+
+
+def test_bubblewrap_mounts_the_private_tmp_before_binds_that_live_under_tmp(tmp_path):
+    """Regression: a checkout (and its .venv) under /tmp was hidden by the child's private /tmp."""
+    from grader.sandbox.isolation import bwrap_argv
+
+    argv = bwrap_argv(workdir=tmp_path, grader_pkg=ROOT / "grader", protected=[], gpu=False)
+    tmpfs_at = argv.index("/tmp") - 1
+    assert argv[tmpfs_at] == "--tmpfs"
+    binds = [i for i, a in enumerate(argv) if a in ("--ro-bind", "--bind")]
+    under_tmp = [i for i in binds if argv[i + 1].startswith("/tmp/") or argv[i + 2].startswith("/tmp/")]
+    assert all(i > tmpfs_at for i in under_tmp)

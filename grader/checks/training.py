@@ -41,7 +41,6 @@ import torch
 from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure
 from grader.rubric.model import CheckSpec
-from grader.training import OPTIMIZERS
 from grader.training.plan import (
     DEFAULT_MAX_SECONDS,
     DataUnavailable,
@@ -104,8 +103,6 @@ class TrainingCheck(Check):
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec) + validate_params(spec.params)
         p = spec.params
-        if p.get("optimizer", "adam") not in OPTIMIZERS:
-            problems.append(("params.optimizer", f"unknown optimizer {p['optimizer']!r} (known: {', '.join(OPTIMIZERS)})"))
         for i, run in enumerate(_runs(p)):
             if not isinstance(run.get("init", {}), dict) or not isinstance(run.get("args", []), list):
                 problems.append((f"params.runs[{i}]", "init must be a mapping of keyword arguments and args a list"))

@@ -199,8 +199,6 @@ class TrainingLoopCheck(Check):
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec) + validate_params(spec.params)
-        if spec.params.get("optimizer", "adam") not in ("adam", "sgd"):
-            problems.append(("params.optimizer", "must be adam or sgd"))
         if int(spec.params.get("epochs", 3)) < 2:
             problems.append(("params.epochs", "at least 2 epochs are needed to see the loss go down"))
         return problems

@@ -114,11 +114,14 @@ def bwrap_argv(*, workdir: Path, grader_pkg: Path, protected: list[Path], gpu: b
             argv += ["--symlink", os.readlink(p), top]
         elif p.is_dir():
             argv += ["--ro-bind", top, top]
+    # A private /tmp first: binds below may live under /tmp (a checkout there,
+    # its .venv) and must be mounted on top of it, not hidden by it.
+    argv += ["--tmpfs", "/tmp"]
     for d in python_dirs():
         if not str(d).startswith(("/usr/", "/etc/", "/bin/", "/lib")):
             argv += ["--ro-bind", str(d), str(d)]
     argv += ["--ro-bind", str(grader_pkg), f"{CHILD_ROOT}/grader",
-             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+             "--proc", "/proc", "--dev", "/dev",
              "--bind", str(workdir), SUBMISSION_MOUNT, "--chdir", SUBMISSION_MOUNT]
     if gpu:
         for dev in sorted(Path("/dev").glob("nvidia*")):

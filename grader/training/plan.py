@@ -74,6 +74,10 @@ def validate_params(params: dict[str, Any]) -> list[tuple[str, str]]:
     for v in values + ([params["relative_to_reference"]] if has_rel else []):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
             problems.append(("params", f"thresholds are accuracies (fractions in [0, 1]), got {v!r}"))
+    from grader.training import OPTIMIZERS
+
+    if params.get("optimizer", "adam") not in OPTIMIZERS:
+        problems.append(("params.optimizer", f"unknown optimizer {params['optimizer']!r} (known: {', '.join(OPTIMIZERS)})"))
     for key in ("train_size", "eval_size", "val_size", "epochs", "batch_size"):
         v = params.get(key)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
