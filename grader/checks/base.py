@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from grader.results import AppliedItem, CheckResult
-from grader.rubric.model import CheckSpec, Rubric
+from grader.rubric.model import CheckSpec, KnownMistake, Rubric
 from grader.sandbox.client import LoadReport, Reply, Sandbox
 
 # Findings any check may report.
@@ -73,6 +73,12 @@ class Outcome:
     @classmethod
     def fail(cls, finding: str, *feedback: str, credit: float = 0.0) -> "Outcome":
         return cls(passed=False, feedback=list(feedback), findings=[finding], credit=credit)
+
+    @classmethod
+    def from_mistake(cls, mistake: KnownMistake, *feedback: str, method: str | None = None) -> "Outcome":
+        """A recognised known mistake: its explanation first, its finding and credit, then the details."""
+        return cls(passed=False, feedback=[mistake.feedback, *feedback], findings=[mistake.finding],
+                   credit=mistake.credit, method=method)
 
 
 class Check:

@@ -113,6 +113,5 @@ class ConvFilterCheck(Check):
                 continue
             wrong = apply(conv_params(getattr(ctx.reference, mistake.reference)(*call), self.spec.params.get("conv", {})), x).numpy()
             if got is not None and got.shape == wrong.shape and np.allclose(got, wrong, rtol=1e-5, atol=1e-5):
-                return Outcome(passed=False, feedback=[mistake.feedback] + outcome.feedback,
-                               findings=[mistake.finding], credit=mistake.credit)
+                return Outcome.from_mistake(mistake, *outcome.feedback)
         return outcome

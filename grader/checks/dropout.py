@@ -173,8 +173,7 @@ class DropoutCheck(Check):
 
         mistake = self._known_mistake(ctx, signature, keep_probs)
         if mistake is not None and findings:
-            return Outcome(passed=False, findings=[mistake.finding], credit=mistake.credit,
-                           feedback=[mistake.feedback] + feedback)
+            return Outcome.from_mistake(mistake, *feedback)
         if findings:
             return Outcome(passed=False, findings=list(dict.fromkeys(findings)), feedback=feedback)
         probs = ", ".join(f"{k:g}" for k in keep_probs)

@@ -154,7 +154,6 @@ class ExpressionCheck(Check):
             wrong = parse_reference(mistake.expression or "", symbols)
             match = compare(parsed.expr, wrong, symbols, timeout_s=MISTAKE_TIMEOUT_S, seed=seed)  # type: ignore[arg-type]
             if match.equivalent:
-                return Outcome(passed=False, findings=[mistake.finding], credit=mistake.credit, method=verdict.method,
-                               feedback=[mistake.feedback, f"{verdict.explanation} {decided}"])
+                return Outcome.from_mistake(mistake, f"{verdict.explanation} {decided}", method=verdict.method)
         return Outcome(passed=False, findings=["incorrect"], method=verdict.method,
                        feedback=[f"Your answer to '{key}' is not correct. {verdict.explanation} {decided}"])

@@ -162,6 +162,5 @@ class TensorFunctionCheck(Check):
             select = [int(i) for i in self.spec.params["select"]] if "select" in self.spec.params else None
             wrong, _ = _reference_call(getattr(ctx.reference, mistake.reference), args, [], None, select)
             if self._compare_outputs(got, wrong, None, "", 1e-5, 1e-6) is None:
-                return Outcome(passed=False, feedback=[mistake.feedback] + outcome.feedback,
-                               findings=[mistake.finding], credit=mistake.credit)
+                return Outcome.from_mistake(mistake, *outcome.feedback)
         return outcome
