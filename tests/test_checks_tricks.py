@@ -115,7 +115,7 @@ def test_zero_dimensional_results_keep_their_shape_across_the_sandbox_boundary()
 
     import numpy as np
 
-    from grader.sandbox import protocol
+    from grader import protocol
 
     read_end, write_end = os.pipe()
     try:

@@ -89,7 +89,7 @@ def test_zip_holds_setup_and_run_autograder_at_its_root_and_nothing_else_of_the_
     assert {n for n in names if not n.startswith("grader/")} == {
         "setup.sh", "run_autograder", "rubrics/hw4.yaml", "reference/__init__.py", "reference/hw4.py",
         "requirements/common.txt", "requirements/torch-cpu.txt"}
-    assert "grader/gradescope/run.py" in names and "grader/sandbox/child.py" in names
+    assert "grader/gradescope/run.py" in names and "grader/child/main.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert not any(n.startswith(("tests/", "submissions_example/")) for n in names)
     shipped_pkg = {n for n in names if n.startswith("grader/")}
@@ -241,7 +241,7 @@ exit 0
         assert stat.S_IMODE((src / secret).stat().st_mode) == 0o700, secret
     for f in (src / "reference").iterdir():
         assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0
-    assert stat.S_IMODE((src / "grader" / "sandbox" / "child.py").stat().st_mode) & 0o004  # readable by the student user
+    assert stat.S_IMODE((src / "grader" / "child" / "main.py").stat().st_mode) & 0o004  # readable by the student user
 
 
 # --- the Dockerfile ----------------------------------------------------------------------------

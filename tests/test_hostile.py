@@ -169,7 +169,7 @@ def test_deleting_files_touches_only_the_sandbox_copy(graded):
     handed_in = sorted(p.name for p in (HOSTILE / "delete_files").iterdir())
     assert sorted(p.name for p in g.submission.iterdir()) == handed_in
     assert g.results["score"] == full_marks(g)
-    assert (Path(__file__).resolve().parent.parent / "grader" / "sandbox" / "child.py").exists()
+    assert (Path(__file__).resolve().parent.parent / "grader" / "child" / "main.py").exists()
 
 
 def test_killing_the_parent_leaves_the_grader_running(graded):

@@ -7,10 +7,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from grader.loading.answers import AnswersError, answers_from_cells, read_answers_yaml
+from grader.child.loading.answers import AnswersError, answers_from_cells, read_answers_yaml
 from grader.loading.files import find_files
-from grader.loading.notebook import clean_cell, read_code_cells
-from grader.loading.statements import select_statements
+from grader.child.loading.notebook import clean_cell, read_code_cells
+from grader.child.loading.statements import select_statements
 
 
 @pytest.mark.parametrize("source,expected", [

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from grader.sandbox import protocol
+from grader import protocol
 
 
 def roundtrip(value):

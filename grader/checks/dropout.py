@@ -40,7 +40,7 @@ import torch
 
 from grader.checks import register
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, reply_failure, shape_str
-from grader.sandbox.ops import generator_arg
+from grader.protocol import generator_arg
 
 FINDINGS = ("not_inverted", "wrong_scale", "wrong_rate", "biased_mean", "same_mask", "eval_not_identity", "ignores_generator")
 DEFAULT_DELTA = 1e-6

@@ -1,5 +1,4 @@
-"""Reading a submission folder: code files (.py, .ipynb) and answers (answers.yaml or an ANSWERS cell).
+"""Submission intake in the trusted parent: which files a submission has, before any of them is read.
 
-These functions parse student files but never run them; `grader.sandbox.child`
-calls them inside the sandbox and executes only what `select` keeps.
+Parsing and running student files happens only in the sandboxed child (`grader.child.loading`).
 """

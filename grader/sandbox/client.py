@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.sandbox import cgroups, isolation, protocol
+from grader import protocol
+from grader.sandbox import cgroups, isolation
 
 # A constant program text (never built from data): put the grader package on
 # the path and hand over to the child's main.
-BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.child import main; main(sys.argv[2:])"
+BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from grader.child.main import main; main(sys.argv[2:])"
 GRADER_PKG = Path(__file__).resolve().parent.parent
 # A request may leave a few processes behind (they are stopped); more is a fork bomb and fails it.
 MAX_LEFT_BEHIND = 8

@@ -1,7 +1,7 @@
 """Train one model on a labelled set and predict an unlabelled one: the job a training check asks for.
 
 The same function runs in two places: in the sandbox child on the student's
-model (`grader.sandbox.operations.training`), and in the trusted parent on
+model (`grader.child.operations.training`), and in the trusted parent on
 the reference model when a threshold is relative to it
 (`grader.training.reference_runs`). Both sides therefore train with exactly
 the same harness, settings, data and seed; only the model differs.

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if threads:
         torch.set_num_threads(int(threads))
-    from grader.sandbox import ops, protocol
+    from grader import protocol
+    from grader.child import ops
 
     ops.load_operation_modules()  # before student code, like every import the child makes
     if limits.get("max_reply_mb"):

@@ -17,9 +17,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from grader.loading.answers import AnswersError, answers_from_cells, read_answers_yaml
-from grader.loading.notebook import read_code_cells
-from grader.loading.statements import select_statements
+from grader.protocol import GENERATOR_TAG
+from grader.child.loading.answers import AnswersError, answers_from_cells, read_answers_yaml
+from grader.child.loading.notebook import read_code_cells
+from grader.child.loading.statements import select_statements
 
 # Captured before student code runs (see module docstring).
 _Tensor = torch.Tensor
@@ -41,13 +42,6 @@ _Generator = torch.Generator
 # is refused here, before it is copied, instead of by the parent after.
 MAX_REPLY_BYTES: int | None = None
 
-# A request argument {GENERATOR_TAG: seed} reaches the student as a fresh torch.Generator with that seed.
-GENERATOR_TAG = "__torch_generator_seed__"
-
-
-def generator_arg(seed: int) -> dict[str, int]:
-    """The request argument that the child turns into ``torch.Generator().manual_seed(seed)``."""
-    return {GENERATOR_TAG: int(seed)}
 
 
 class StudentError(Exception):
@@ -288,7 +282,7 @@ class Namespace:
 # --- the operation registry ---------------------------------------------------------------
 #
 # An operation is a function (namespace, request) -> plain data. The built-in
-# ones are below; further ones live in grader/sandbox/operations/ (one module
+# ones are below; further ones live in grader/child/operations/ (one module
 # per area, e.g. training) and register themselves the same way when imported.
 
 OPERATIONS: dict[str, Callable[[Namespace, dict[str, Any]], Any]] = {}
@@ -311,14 +305,14 @@ operation("ping")(lambda ns, r: "pong")
 
 
 def load_operation_modules() -> None:
-    """Import every module of grader.sandbox.operations so their operations register."""
+    """Import every module of grader.child.operations so their operations register."""
     import importlib
     import pkgutil
 
-    from grader.sandbox import operations
+    from grader.child import operations
 
     for info in pkgutil.iter_modules(operations.__path__):
-        importlib.import_module(f"grader.sandbox.operations.{info.name}")
+        importlib.import_module(f"grader.child.operations.{info.name}")
 
 
 def dispatch(ns: Namespace, request: dict[str, Any]) -> Any:

@@ -32,6 +32,15 @@ ARRAY_TAG = "__ndarray__"
 ALLOWED_DTYPE_KINDS = "biuf"  # bool, signed, unsigned, float: never object, str or void
 
 
+# A request argument {GENERATOR_TAG: seed} reaches the student as a fresh torch.Generator with that seed.
+GENERATOR_TAG = "__torch_generator_seed__"
+
+
+def generator_arg(seed: int) -> dict[str, int]:
+    """The request argument that the child turns into ``torch.Generator().manual_seed(seed)``."""
+    return {GENERATOR_TAG: int(seed)}
+
+
 class ProtocolError(Exception):
     """The other side sent something that is not a well-formed message."""
 

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from grader.models import build_transfer_model
-from grader.sandbox.ops import NotPlainData, Namespace, StudentError, from_plain, operation, student_error, to_plain
+from grader.child.ops import NotPlainData, Namespace, StudentError, from_plain, operation, student_error, to_plain
 
-# Captured before student code runs (see grader.sandbox.ops).
+# Captured before student code runs (see grader.child.ops).
 _Module = torch.nn.Module
 _train = torch.nn.Module.train
 _named_parameters = torch.nn.Module.named_parameters

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from grader.sandbox.ops import Namespace, NotPlainData, StudentError, from_plain, operation, student_error, to_plain
+from grader.child.ops import Namespace, NotPlainData, StudentError, from_plain, operation, student_error, to_plain
 from grader.training.fitting import fit_and_predict, settings_from_plain
 from grader.training.harness import STUDENT_ERRORS, StudentModelError, predict
 from grader.training.loops import LoopSettings, normalised_images, run_loops
 
-# Captured before student code runs (see grader.sandbox.ops).
+# Captured before student code runs (see grader.child.ops).
 _Module = torch.nn.Module
 _from_numpy = torch.from_numpy
 _np_array = np.array

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from grader.sandbox.ops import Namespace, StudentError, from_plain, operation, student_error, to_plain
+from grader.child.ops import Namespace, StudentError, from_plain, operation, student_error, to_plain
 
 _tuple_like = (tuple, list)
-_detach = torch.Tensor.detach  # captured before student code runs (see grader.sandbox.ops)
+_detach = torch.Tensor.detach  # captured before student code runs (see grader.child.ops)
 
 
 def _call(fn: Any, args: list[Any]) -> Any:

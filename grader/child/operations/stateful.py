@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grader.sandbox.ops import Namespace, StudentError, from_plain, operation, student_error, to_plain
+from grader.child.ops import Namespace, StudentError, from_plain, operation, student_error, to_plain
 
 _getattr = getattr
 

@@ -1,0 +1,1 @@
+"""Reading student files inside the sandbox: notebooks as Python, which statements run at load, answers."""

@@ -1,1 +1,0 @@
-"""Sandbox operations beyond the built-in ones, one module per area; each registers with `grader.sandbox.ops.operation`."""
