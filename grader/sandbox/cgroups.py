@@ -28,6 +28,33 @@ class Cgroup:
     def procs_files(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self.dirs]
 
+    def add(self, pid: int) -> bool:
+        """Move a process (all its threads) into this group; True once /proc/PID/cgroup shows it there.
+
+        The parent does this as root, right after starting the child and before
+        it is sent anything to run: a child that has dropped to an unprivileged
+        uid cannot write cgroup.procs itself.
+        """
+        for f in self.procs_files:
+            try:
+                f.write_text(str(pid))
+            except OSError:
+                return False
+        return self.contains(pid)
+
+    def contains(self, pid: int) -> bool:
+        """Whether /proc/PID/cgroup places the process in every directory of this group."""
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except OSError:
+            return False
+        member_of = set()
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                member_of.add((c, path))
+        return all(_placement(d) in member_of for d in self.dirs)
+
     def pids(self) -> set[int]:
         found: set[int] = set()
         for f in self.procs_files:
@@ -51,6 +78,13 @@ class Cgroup:
         return False
 
     def kill_all(self) -> None:
+        # cgroup v2 (Linux 5.14+) kills the whole group in one step, forks included.
+        for d in self.dirs:
+            if (d / "cgroup.kill").exists():
+                try:
+                    (d / "cgroup.kill").write_text("1")
+                except OSError:
+                    pass
         # First forbid new processes: a fork bomb would otherwise refill the group as fast as it is killed.
         for d in self.dirs:
             if (d / "pids.max").exists():
@@ -124,6 +158,14 @@ def create(*, max_processes: int, memory_mb: int | None) -> Cgroup | None:
             except OSError:
                 pass
         return None
+
+
+def _placement(d: Path) -> tuple[str, str]:
+    """(controller, path) as /proc/PID/cgroup names a member of directory `d` ("" for cgroup v2)."""
+    rel = d.relative_to(ROOT)
+    if rel.parts and rel.parts[0] in ("pids", "memory") and not (ROOT / "cgroup.controllers").exists():
+        return rel.parts[0], "/" + "/".join(rel.parts[1:])
+    return "", "/" + "/".join(rel.parts)
 
 
 def _own_v1_memory_dir() -> Path | None:

@@ -91,7 +91,8 @@ class Sandbox:
         self.restarts = 0
         self.notes: list[str] = []
         self._tmp = Path(tempfile.mkdtemp(prefix="grader-sandbox-"))
-        self._locked: list[tuple[Path, int]] = []
+        self._slot: isolation.UidSlot | None = None  # the student uid this sandbox holds (uid level)
+        self._locked: list[str] | None = None  # its hold on the protected paths (uid level)
         self._cgroup: cgroups.Cgroup | None = None
         self._req_w = self._rep_r = -1
         self._output: Any = None
@@ -108,7 +109,7 @@ class Sandbox:
         """A fresh copy of the submission for each child: what one run deletes, the next still has."""
         workdir = self._tmp / f"work{self.restarts}"
         shutil.copytree(self.submission_dir, workdir, symlinks=True)
-        plan_user = isolation.unprivileged_user() if self.level == "unprivileged-uid" else None
+        plan_user = (self._slot.user.uid, self._slot.user.gid) if self._slot is not None else None
         if plan_user:
             for root, dirs, files in os.walk(workdir):
                 for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
@@ -121,9 +122,37 @@ class Sandbox:
         rel = real.resolve().relative_to(self.submission_dir)
         return f"{inside}/{rel}"
 
+    def _hold_uid(self) -> None:
+        """Take a student uid for this sandbox's lifetime and lock the protected paths away from it.
+
+        Both happen once per sandbox, not per child: the uid stays this
+        sandbox's across restarts, and the paths stay locked until `close`.
+        """
+        if self._slot is None:
+            self._slot = isolation.UidSlot.acquire(isolation.student_users())
+            isolation.reap_user(self._slot.user)  # whatever a grader that died while holding it left running
+        if self._locked is None:
+            self._locked = isolation.lock_protected(self.protected, isolation.student_users())
+
+    def _join_cgroup(self, pid: int) -> None:
+        """Put the child in its cgroup before it is sent any student code, and check that it is there."""
+        if self._cgroup is None:
+            return
+        if self._cgroup.add(pid):
+            return
+        self._cgroup.remove()
+        self._cgroup = None
+        note = ("The sandbox could not place the process running the submission in its control group: only "
+                "per-process limits applied" + ("" if self._slot is not None and self._slot.user.dedicated
+                                                 else ", and processes it detached may have outlived it") + ".")
+        if note not in self.notes:
+            self.notes.append(note)
+
     def start(self) -> LoadReport:
         """Start a child and load the submission into it; returns what loading found."""
         self._kill()
+        if self.level == "unprivileged-uid":
+            self._hold_uid()
         workdir = self._prepare_workdir()
         limits = {"memory_mb": self.limits.memory_mb, "cpu_s": self.limits.cpu_s,
                   "max_file_mb": self.limits.max_file_mb, "max_processes": self.limits.max_processes,
@@ -150,25 +179,31 @@ class Sandbox:
             if not (link_root / "grader").exists():
                 (link_root / "grader").symlink_to(GRADER_PKG)
             prefix, child_root, inside, cwd = [], str(link_root), str(workdir), workdir
-            if self.level == "unprivileged-uid":
-                ids = isolation.unprivileged_user()
-                if ids is None:
-                    raise RuntimeError("no unprivileged user to run the child as")
-                user, group = ids
-                os.chmod(self._tmp, 0o755)
-                self._locked += isolation.lock_paths(self.protected)
+            if self.level == "unprivileged-uid" and self._slot is not None:
+                user, group = self._slot.user.uid, self._slot.user.gid
+                # The child may enter its own folder (its uid's, mode 700) but list nothing here:
+                # the output file and other children's folders are not its business.
+                os.chmod(self._tmp, 0o711)
+                os.chmod(link_root, 0o755)
+                os.chmod(workdir, 0o700)
                 env["HOME"] = str(workdir)
-        argv = [*prefix, sys.executable, "-I", "-c", BOOTSTRAP, child_root, str(req_r), str(rep_w), json.dumps(limits)]
+        python = isolation.child_python() if self.level == "unprivileged-uid" else sys.executable
+        argv = [*prefix, python, "-I", "-c", BOOTSTRAP, child_root, str(req_r), str(rep_w), json.dumps(limits)]
         self._cgroup = cgroups.create(max_processes=self.limits.max_processes, memory_mb=self.limits.memory_mb)
-        if self._cgroup is not None:
+        if self._cgroup is not None and user is None:
             # The shell joins the cgroup, then becomes the child: no window in
             # which it could fork outside it.
             join = " ".join(f"echo $$ > {f};" for f in self._cgroup.procs_files)
             argv = ["/bin/sh", "-c", join + ' exec "$@"', "sh", *argv]
         self._output = open(self._tmp / f"output{self.restarts}.txt", "w+b")
+        os.chmod(self._output.name, 0o600)  # the child writes through its inherited descriptor
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT,
                                      pass_fds=(req_r, rep_w), env=env, cwd=cwd, start_new_session=True,
                                      user=user, group=group, extra_groups=[] if user is not None else None)
+        # At the uid level the child cannot join its cgroup itself (it has no right to once it is not root):
+        # the parent moves it there now. Either way it is there before the load request, that is, before
+        # any student code runs; the child runs only the grader's own start-up until then.
+        self._join_cgroup(self.proc.pid)
         os.close(req_r)
         os.close(rep_w)
         self._req_w, self._rep_r = req_w, rep_r
@@ -319,6 +354,9 @@ class Sandbox:
         if self._cgroup is not None:
             self._cgroup.remove()
             self._cgroup = None
+        if self._slot is not None:
+            # Daemons (setsid, double fork) escape the process group, and the cgroup where there is none.
+            isolation.reap_user(self._slot.user)
         for fd in (self._req_w, self._rep_r):
             if fd >= 0:
                 try:
@@ -333,8 +371,13 @@ class Sandbox:
         if self._output is not None:
             self._output.close()
             self._output = None
-        isolation.restore_paths(self._locked)
-        self._locked = []
+        # Paths are unlocked only once nothing of the student's runs any more (dedicated uid: all reaped).
+        if self._locked is not None:
+            isolation.unlock_protected(self._locked)
+            self._locked = None
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
