@@ -78,6 +78,9 @@ ATTACKS: dict[str, Expect] = {
     "answers_injection": Expect(),
     "huge_array": Expect(failed={"p3": r"1,000,000,000 elements .*more than the 512 MB"}),
     "nan_inf": Expect(failed={"p5.loss_function": r"NaN or infinite", "p5.logistic_loss": r"NaN or infinite"}),
+    # Attacks on the unprivileged-uid level: graded at that level by tests/test_uid_level.py, not here.
+    "uid_read_reference": Expect(levels=()),
+    "uid_daemon": Expect(levels=()),
 }
 
 

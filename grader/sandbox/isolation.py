@@ -195,20 +195,27 @@ def child_python() -> str:
     return os.environ.get("GRADER_CHILD_PYTHON") or sys.executable
 
 
+GRADER_PKG = Path(__file__).resolve().parent.parent
+
+
 @functools.cache
 def _uid_level_problem(uid: int, gid: int, python: str) -> str | None:
-    probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('torch') and u.find_spec('numpy') else 3)"
+    # What the child needs before it can say hello: this Python, torch and numpy, the grader package.
+    hint = (f"; is it, or the grader package {GRADER_PKG}, under a directory that uid cannot enter, such as "
+            "/root? Set GRADER_CHILD_PYTHON to a Python it can read, with the same packages")
+    probe = ("import importlib.util as u, sys; open(sys.argv[1]).close(); "
+             "sys.exit(0 if u.find_spec('torch') and u.find_spec('numpy') else 3)")
     try:
-        proc = subprocess.run([python, "-I", "-c", probe], capture_output=True, timeout=60, cwd="/",
+        proc = subprocess.run([python, "-I", "-c", probe, str(GRADER_PKG / "child" / "main.py")],
+                              capture_output=True, timeout=60, cwd="/",
                               user=uid, group=gid, extra_groups=[], env={"PATH": "/usr/bin:/bin"})
     except (OSError, subprocess.SubprocessError) as exc:
-        return f"{python} cannot be started as uid {uid} ({exc})"
+        return f"{python} cannot be started as uid {uid} ({exc}){hint}"
     if proc.returncode == 3:
         return f"{python} runs as uid {uid} but cannot see torch and numpy (a package directory it cannot read?)"
     if proc.returncode != 0:
         why = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        return f"{python} cannot run as uid {uid}: {why[0]} (is it under a directory such as /root that the " \
-               "student uid cannot enter? set GRADER_CHILD_PYTHON to a Python it can read)"
+        return f"{python} cannot run as uid {uid}: {why[0]}{hint}"
     return None
 
 

@@ -1,0 +1,366 @@
+"""The unprivileged-uid isolation level (Gradescope containers where bubblewrap cannot start) holds.
+
+Two attacks were real at this level: a submission graded in a batch beside
+another read the reference once the first sandbox to close had unlocked it,
+and a setsid() daemon outlived its grading (its child never joined its
+cgroup) and killed the next students' children. Here both are graded at this
+level, through the real command line and engine: `uid_read_reference` in a
+`grader grade -j 2` pool beside a correct submission, `uid_daemon` followed
+by a correct submission.
+
+This level cannot start with the grader's own Python on these machines: it
+lives under /root (mode 700), which the student uid cannot enter (see
+`isolation.uid_level_problem`). The `student_python` fixture makes it
+startable as an operator would (GRADER_CHILD_PYTHON): a venv outside /root,
+made with a system Python of the same minor version, holding hard-linked
+copies of the grader's package directories (no copy of the data, same files).
+Student code runs as uids from GRADER_STUDENT_UIDS, a range no one else uses
+here, so that reaping all of their processes is safe.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grader.sandbox import cgroups, isolation
+from grader.sandbox.client import Limits, Sandbox
+from hostile_helpers import CORRECT, HOSTILE, processes_named
+
+REPO = Path(__file__).resolve().parent.parent
+RUBRIC = REPO / "rubrics" / "hw4.yaml"
+REFERENCE = REPO / "reference" / "hw4.py"
+STUDENT_UIDS = (64_171, 64_172)  # two: a pool of two graders runs two sandboxes at once
+STASH = Path("/tmp/grader_hostile_uid_stash")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the unprivileged-uid level needs root")
+
+
+def _site_dirs() -> list[Path]:
+    return sorted({Path(p).resolve() for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()})
+
+
+def _running(comm: str) -> list[int]:
+    """Live processes named `comm`; a zombie waiting for init to collect it runs nothing, it is left out."""
+    live = []
+    for pid in processes_named(comm):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            live.append(pid)
+    return live
+
+
+def _run_as(uid: int, argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, user=uid, group=uid, extra_groups=[], capture_output=True, text=True, cwd="/",
+                          env={"PATH": "/usr/bin:/bin"}, timeout=60)
+
+
+def _readable_python() -> Path | None:
+    """A venv the student uids can run, with the grader's packages; built once per package set."""
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not system.exists():
+        return None
+    sites = _site_dirs()
+    key = hashlib.sha256("\n".join([str(system), *map(str, sites)]).encode()).hexdigest()[:12]
+    venv = Path(f"/opt/grader-test-venv-{key}")
+    python = venv / "bin" / "python"
+    if not python.exists():
+        building = Path(f"{venv}.building-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        subprocess.run([str(system), "-m", "venv", "--without-pip", str(building)], check=True, capture_output=True)
+        target = building / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+        for i, site in enumerate(sites):
+            # Hard links: the same files, in directories the student uid can enter.
+            copy = building / f"site-{i}"
+            if subprocess.run(["cp", "-a", "--link", str(site), str(copy)], capture_output=True).returncode != 0:
+                shutil.rmtree(building, ignore_errors=True)
+                return None
+            (target / f"grader-test-site-{i}.pth").write_text(str(venv / f"site-{i}") + "\n")
+        os.chmod(building, 0o755)
+        try:
+            building.rename(venv)
+        except OSError:  # built meanwhile by another run
+            shutil.rmtree(building, ignore_errors=True)
+    return python
+
+
+@pytest.fixture(scope="module")
+def student_python() -> str:
+    """The environment variables that make the uid level start here (skips where it cannot be made to)."""
+    for uid in STUDENT_UIDS:
+        if isolation._live_pids_of(uid):
+            pytest.skip(f"uid {uid} is in use on this machine")
+    saved = {k: os.environ.get(k) for k in ("GRADER_STUDENT_UIDS", "GRADER_CHILD_PYTHON")}
+    os.environ["GRADER_STUDENT_UIDS"] = f"{STUDENT_UIDS[0]}-{STUDENT_UIDS[-1]}"
+    try:
+        if isolation.uid_level_problem() is not None:
+            python = _readable_python()
+            if python is None:
+                pytest.skip("no Python the student uid can read can be made here")
+            os.environ["GRADER_CHILD_PYTHON"] = str(python)
+        problem = isolation.uid_level_problem()
+        if problem:
+            pytest.skip(f"the unprivileged-uid level cannot start here: {problem}")
+        yield os.environ.get("GRADER_CHILD_PYTHON") or sys.executable
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_a_forced_uid_level_that_cannot_start_is_refused_with_the_reason(monkeypatch, tmp_path):
+    closed = tmp_path / "closed"  # mode 700 under a 700 directory, as /root is
+    closed.mkdir(mode=0o700)
+    os.chmod(tmp_path, 0o700)
+    python = closed / "python"
+    python.symlink_to(sys.executable)
+    monkeypatch.setenv("GRADER_STUDENT_UIDS", str(STUDENT_UIDS[0]))
+    monkeypatch.setenv("GRADER_CHILD_PYTHON", str(python))
+    with pytest.raises(ValueError, match=r"unprivileged-uid isolation level cannot run here: .*cannot be started "
+                                         r"as uid 64171 .*GRADER_CHILD_PYTHON"):
+        isolation.choose_level("unprivileged-uid")
+    monkeypatch.delenv("GRADER_ISOLATION", raising=False)
+    if not isolation.bwrap_works():
+        assert isolation.choose_level() == "process"  # chosen automatically: the next level down, not a failure
+
+
+def test_dedicated_uids_are_only_the_configured_ones_or_grader_student(monkeypatch):
+    monkeypatch.setenv("GRADER_STUDENT_UIDS", "64171-64173,64180")
+    users = isolation.student_users()
+    assert [u.uid for u in users] == [64171, 64172, 64173, 64180] and all(u.dedicated for u in users)
+    monkeypatch.delenv("GRADER_STUDENT_UIDS")
+    users = isolation.student_users()
+    if users:
+        assert users[0].dedicated == (users[0].name == "grader-student")
+        if users[0].name == "nobody":
+            assert isolation.reap_user(users[0]) == 0  # never kills what system daemons run as nobody
+    with pytest.raises(ValueError):
+        monkeypatch.setenv("GRADER_STUDENT_UIDS", "0-5")
+        isolation.student_users()
+
+
+# --- protected paths: locked once, counted across sandboxes and processes ---------------------------
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from grader.sandbox import isolation
+users = [isolation.StudentUser(64171, 64171, "t", True)]
+keys = isolation.lock_protected([Path(sys.argv[1])], users)
+print("locked", flush=True)
+if sys.stdin.readline().strip() == "release":
+    isolation.unlock_protected(keys)
+    print("released", flush=True)
+"""
+
+
+def _holder(path: Path, env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=env, cwd=REPO)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+def test_protected_paths_stay_locked_until_the_last_holder_on_the_machine_lets_go(tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    monkeypatch.setenv("GRADER_STATE_DIR", str(state))
+    env = {**os.environ, "GRADER_STATE_DIR": str(state)}
+    secret = tmp_path / "reference"
+    secret.mkdir()
+    os.chmod(secret, 0o755)
+
+    a, b = _holder(secret, env), _holder(secret, env)
+    assert _mode(secret) == 0o750
+    a.communicate("release\n", timeout=30)  # the first grader to finish does not unlock its neighbour's paths
+    assert _mode(secret) == 0o750
+    b.kill()  # a grader killed while holding the lock leaves the paths locked: the safe side
+    b.wait()
+    assert _mode(secret) == 0o750
+
+    # In one process: sandboxes count, only the last one's close unlocks (and prunes the dead holder).
+    users = [isolation.StudentUser(64171, 64171, "t", True)]
+    first = isolation.lock_protected([secret], users)
+    second = isolation.lock_protected([secret], users)
+    isolation.unlock_protected(first)
+    assert _mode(secret) == 0o750
+    isolation.unlock_protected(second)
+    assert _mode(secret) == 0o755
+    assert json.loads((state / "protected.json").read_text()) == {"paths": {}}
+
+
+def test_a_mode_changed_by_someone_else_while_locked_is_left_as_they_set_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADER_STATE_DIR", str(tmp_path / "state"))
+    secret = tmp_path / "labels.idx"
+    secret.write_bytes(b"\0" * 8)
+    os.chmod(secret, 0o644)
+    keys = isolation.lock_protected([secret], [isolation.StudentUser(64171, 64171, "t", True)])
+    assert _mode(secret) == 0o640
+    os.chmod(secret, 0o600)  # the instructor tightened it meanwhile
+    isolation.unlock_protected(keys)
+    assert _mode(secret) == 0o600
+
+
+# --- one sandbox: the cgroup joined before student code, every process of the uid reaped ------------
+
+SANDBOX_CODE = '''
+import os, subprocess, time
+
+def where(at_load=open("/proc/self/cgroup").read()):
+    """The cgroups this process was in while the submission was loading."""
+    return at_load
+
+def read_reference():
+    return open(%r).read()[:40]
+
+def leave_a_daemon():
+    # double fork + setsid: out of the child's process group, reparented away from it
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open("/proc/self/comm", "w") as f:
+                f.write("uid-test-dmn")
+            time.sleep(300)
+        os._exit(0)
+    time.sleep(0.5)
+    return 1
+
+def hang():
+    while True:
+        pass
+''' % str(REFERENCE)
+
+
+def _sandbox(tmp_path: Path) -> Sandbox:
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "hw4.py").write_text(SANDBOX_CODE)
+    return Sandbox(submission_dir=folder, code_file=folder / "hw4.py", answers_file=None,
+                   limits=Limits(timeout_s=20, startup_timeout_s=120), protected=[REPO / "reference", REPO / "rubrics"],
+                   isolation_level="unprivileged-uid")
+
+
+def _call(box: Sandbox, target: str, timeout: float | None = None):
+    return box.request({"op": "call", "target": target, "args": []}, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_the_child_is_in_its_cgroup_before_student_code_runs(student_python, tmp_path):
+    if cgroups.create(max_processes=4, memory_mb=None) is None:
+        pytest.skip("no cgroup can be made here")
+    assert _run_as(STUDENT_UIDS[0], ["cat", str(REFERENCE)]).returncode == 0  # readable unless locked
+    with _sandbox(tmp_path) as box:
+        assert box.start().ok, box.load_report
+        assert box.level == "unprivileged-uid" and box.proc is not None and not box.notes
+        at_load = _call(box, "where").value["value"]
+        for d in box._cgroup.dirs:
+            # /proc/self/cgroup, read by the submission's own code at load, names this sandbox's group
+            assert f"{cgroups._placement(d)[1]}\n" in at_load, at_load
+        assert box._slot.user.uid in STUDENT_UIDS
+        reply = _call(box, "read_reference")
+        assert not reply.ok and "Permission denied" in reply.message
+    assert _run_as(STUDENT_UIDS[0], ["cat", str(REFERENCE)]).returncode == 0  # unlocked once no sandbox needs it
+
+
+@pytest.mark.slow
+def test_daemons_are_reaped_by_uid_without_a_cgroup_and_a_failed_join_is_reported(student_python, tmp_path,
+                                                                                    monkeypatch):
+    # Where no cgroup can be made (most containers) or the join fails, only the uid catches a setsid() daemon.
+    monkeypatch.setattr(cgroups.Cgroup, "add", lambda self, pid: False)
+    with _sandbox(tmp_path) as box:
+        assert box.start().ok, box.load_report
+        assert box._cgroup is None
+        if cgroups.create(max_processes=4, memory_mb=None) is not None:
+            assert any("could not place the process running the submission in its control group" in n
+                       for n in box.notes), box.notes
+        uid = box._slot.user.uid
+        assert _call(box, "leave_a_daemon").ok
+        daemons = _running("uid-test-dmn")
+        assert daemons and set(daemons) <= set(isolation._live_pids_of(uid))  # the attack is real
+        # The child is replaced (a timeout): the old child's daemon does not live on beside the new one.
+        assert _call(box, "hang", timeout=2).kind == "timeout"
+        assert _running("uid-test-dmn") == []
+        assert _call(box, "leave_a_daemon").ok and _running("uid-test-dmn")
+    assert _running("uid-test-dmn") == [] and isolation._live_pids_of(uid) == []
+
+
+# --- the two attacks, graded as a course would ---------------------------------------------------------
+
+def _full_marks(results: dict) -> float:
+    return sum(t["max_score"] for t in results["tests"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_submission_in_a_pool_never_reads_the_reference_its_neighbour_unlocked(student_python, tmp_path):
+    assert _run_as(STUDENT_UIDS[0], ["cat", str(REFERENCE)]).returncode == 0  # readable to the uid unless locked
+    mode_before = _mode(REFERENCE.parent)
+    batch = tmp_path / "batch"
+    shutil.copytree(CORRECT, batch / "a_correct")
+    shutil.copytree(HOSTILE / "uid_read_reference", batch / "b_uid_read_reference")
+    out = tmp_path / "grades"
+    env = {**os.environ, "GRADER_THREADS": "1"}
+    env.pop("GRADER_ISOLATION", None)
+    proc = subprocess.run([sys.executable, "-m", "grader", "grade", str(batch), "--assignment", "hw4", "--rubric",
+                           str(RUBRIC), "--out", str(out), "-j", "2", "--skip-training", "--seed", "7",
+                           "--isolation", "unprivileged-uid"], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    correct = json.loads((out / "a_correct" / "results.json").read_text())
+    hostile = json.loads((out / "b_uid_read_reference" / "results.json").read_text())
+    for results in (correct, hostile):
+        assert "Student code ran isolated at level: unprivileged-uid." in results["output"]
+    assert correct["score"] == _full_marks(correct) > 0, correct
+    assert hostile["score"] == 0, [(t["name"], t["score"]) for t in hostile["tests"]]
+    assert all(t["status"] == "failed" for t in hostile["tests"] if t["max_score"] > 0)
+    assert "answering from" not in json.dumps(hostile)
+    assert _mode(REFERENCE.parent) == mode_before  # unlocked again once the pool is done
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_daemon_does_not_outlive_its_grading_nor_touch_the_next_submission(student_python, tmp_path):
+    from grader.engine import grade_submission
+    from grader.report import gradescope
+    from grader.rubric.load import load_rubric
+
+    rubric = load_rubric(RUBRIC)
+    shutil.rmtree(STASH, ignore_errors=True)
+    runs = {}
+    for name, source in (("uid_daemon", HOSTILE / "uid_daemon"), ("next", CORRECT)):
+        folder = tmp_path / name
+        shutil.copytree(source, folder)
+        run = grade_submission(folder, rubric, seed=7, isolation="unprivileged-uid", skip_training=True,
+                               protect=[tmp_path / f"results-{name}"])
+        results = tmp_path / f"results-{name}" / "results.json"
+        gradescope.write_results(run, results)
+        runs[name] = json.loads(results.read_text())
+        if name == "uid_daemon":
+            # It did detach (its log says so), and nothing of it runs once its grading is over.
+            assert "waiting for" in (STASH / "log.txt").read_text()
+            time.sleep(1.0)
+            assert _running("hostile-uid-dmn") == []
+            assert all(isolation._live_pids_of(uid) == [] for uid in STUDENT_UIDS)
+    for name, results in runs.items():
+        assert results["score"] == _full_marks(results) > 0, (name, results)
+    log = (STASH / "log.txt").read_text()
+    assert "killed" not in log and "copied" not in log, log
+    assert sorted(p.name for p in STASH.iterdir()) == ["log.txt"]
+    assert _running("hostile-uid-dmn") == []
+    shutil.rmtree(STASH, ignore_errors=True)
