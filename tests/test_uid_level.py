@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,7 +122,7 @@ def student_python() -> str:
                 os.environ[k] = v
 
 
-def test_a_forced_uid_level_that_cannot_start_is_refused_with_the_reason(monkeypatch, tmp_path):
+def test_a_uid_level_that_cannot_start_fails_closed_and_says_why(monkeypatch, tmp_path):
     closed = tmp_path / "closed"  # mode 700 under a 700 directory, as /root is
     closed.mkdir(mode=0o700)
     os.chmod(tmp_path, 0o700)
@@ -129,12 +130,19 @@ def test_a_forced_uid_level_that_cannot_start_is_refused_with_the_reason(monkeyp
     python.symlink_to(sys.executable)
     monkeypatch.setenv("GRADER_STUDENT_UIDS", str(STUDENT_UIDS[0]))
     monkeypatch.setenv("GRADER_CHILD_PYTHON", str(python))
-    with pytest.raises(ValueError, match=r"unprivileged-uid isolation level cannot run here: .*cannot be started "
-                                         r"as uid 64171 .*GRADER_CHILD_PYTHON"):
-        isolation.choose_level("unprivileged-uid")
     monkeypatch.delenv("GRADER_ISOLATION", raising=False)
     if not isolation.bwrap_works():
-        assert isolation.choose_level() == "process"  # chosen automatically: the next level down, not a failure
+        # Root without bubblewrap: this level, never a child running as root that could read the reference.
+        assert isolation.choose_level() == "unprivileged-uid"
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "hw4.py").write_text("def f():\n    return 1\n")
+    with Sandbox(submission_dir=folder, code_file=folder / "hw4.py", answers_file=None,
+                 protected=[REPO / "reference"], isolation_level="unprivileged-uid") as box:
+        report = box.start()
+    assert not report.ok
+    assert re.search(r"The sandbox could not start: .*Permission denied.* \(the unprivileged-uid level cannot run "
+                     r"here: .*cannot be started as uid 64171 .*GRADER_CHILD_PYTHON", report.errors[0]), report.errors
 
 
 def test_dedicated_uids_are_only_the_configured_ones_or_grader_student(monkeypatch):

@@ -6,6 +6,11 @@ its own resource limits before anything else runs, imports torch before any
 student code (so ops can keep untouched references), then serves requests
 one at a time until the parent closes the pipe. Student prints go to stdout
 and stderr, which the parent points at a size-limited file, never at the pipe.
+
+No student code runs before the first request (the load): the parent relies
+on that to move this process into its cgroup from outside (at the
+unprivileged-uid level it has dropped root and cannot join by itself) and to
+check that it is there before sending it. Nothing here may fork before then.
 """
 from __future__ import annotations
 

@@ -148,6 +148,11 @@ class Sandbox:
         if note not in self.notes:
             self.notes.append(note)
 
+    def _why_not(self) -> str:
+        """Why the child cannot run at this level, if that is known (the uid level's start-up probe)."""
+        problem = isolation.uid_level_problem() if self.level == "unprivileged-uid" else None
+        return f" (the unprivileged-uid level cannot run here: {problem})" if problem else ""
+
     def start(self) -> LoadReport:
         """Start a child and load the submission into it; returns what loading found."""
         self._kill()
@@ -197,9 +202,16 @@ class Sandbox:
             argv = ["/bin/sh", "-c", join + ' exec "$@"', "sh", *argv]
         self._output = open(self._tmp / f"output{self.restarts}.txt", "w+b")
         os.chmod(self._output.name, 0o600)  # the child writes through its inherited descriptor
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT,
-                                     pass_fds=(req_r, rep_w), env=env, cwd=cwd, start_new_session=True,
-                                     user=user, group=group, extra_groups=[] if user is not None else None)
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._output,
+                                         stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), env=env, cwd=cwd,
+                                         start_new_session=True, user=user, group=group,
+                                         extra_groups=[] if user is not None else None)
+        except OSError as exc:  # e.g. the student uid cannot run this Python
+            for fd in (req_r, req_w, rep_r, rep_w):
+                os.close(fd)
+            self.load_report = LoadReport(ok=False, errors=[f"The sandbox could not start: {exc}{self._why_not()}"])
+            return self.load_report
         # At the uid level the child cannot join its cgroup itself (it has no right to once it is not root):
         # the parent moves it there now. Either way it is there before the load request, that is, before
         # any student code runs; the child runs only the grader's own start-up until then.
@@ -209,8 +221,8 @@ class Sandbox:
         self._req_w, self._rep_r = req_w, rep_r
         hello = self._receive(self.limits.startup_timeout_s, "starting up")
         if not hello.ok:
-            self.load_report = LoadReport(ok=False, errors=[f"The sandbox could not start: {hello.message}"],
-                                          output_tail=self.output_tail())
+            self.load_report = LoadReport(ok=False, errors=[f"The sandbox could not start: {hello.message}"
+                                                            f"{self._why_not()}"], output_tail=self.output_tail())
             return self.load_report
         reply = self.request({"op": "load", "code_path": self._child_path(workdir, inside, self.code_file),
                               "answers_path": self._child_path(workdir, inside, self.answers_file),
