@@ -372,3 +372,51 @@ def test_a_daemon_does_not_outlive_its_grading_nor_touch_the_next_submission(stu
     assert sorted(p.name for p in STASH.iterdir()) == ["log.txt"]
     assert _running("hostile-uid-dmn") == []
     shutil.rmtree(STASH, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_reference_reader_is_a_real_attack_it_scores_where_the_reference_is_readable(student_python, tmp_path,
+                                                                                          monkeypatch):
+    """Control: with the lock switched off, the same submission takes every point it has no solution for."""
+    from grader.engine import grade_submission
+    from grader.rubric.load import load_rubric
+
+    monkeypatch.setattr(isolation, "lock_protected", lambda paths, users: [])
+    monkeypatch.setattr(isolation, "unlock_protected", lambda keys: None)
+    folder = tmp_path / "uid_read_reference"
+    shutil.copytree(HOSTILE / "uid_read_reference", folder)
+    run = grade_submission(folder, load_rubric(RUBRIC), seed=7, isolation="unprivileged-uid", skip_training=True)
+    scored = [r for r in run.results if r.max_score > 0 and not r.skipped]
+    assert scored and all(r.score == r.max_score for r in scored), [(r.check_id, r.score, r.feedback) for r in scored]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_daemon_is_a_real_attack_without_cgroup_and_reaping_it_costs_the_next_student(student_python, tmp_path,
+                                                                                          monkeypatch):
+    """Control: the old state of this level (no cgroup joined, no uid reaped) lets the daemon zero the next grading."""
+    from grader.engine import grade_submission
+    from grader.rubric.load import load_rubric
+
+    rubric = load_rubric(RUBRIC)
+    monkeypatch.setattr(cgroups, "create", lambda **kw: None)
+    monkeypatch.setattr(isolation, "reap_user", lambda user: 0)
+    monkeypatch.setenv("GRADER_STUDENT_UIDS", str(STUDENT_UIDS[0]))  # one uid, as `nobody` was
+    shutil.rmtree(STASH, ignore_errors=True)
+    try:
+        runs = {}
+        for name, source in (("uid_daemon", HOSTILE / "uid_daemon"), ("next", CORRECT)):
+            folder = tmp_path / name
+            shutil.copytree(source, folder)
+            runs[name] = grade_submission(folder, rubric, seed=7, isolation="unprivileged-uid", skip_training=True)
+            if name == "uid_daemon":
+                assert _running("hostile-uid-dmn")  # it outlived its grading
+        scored = [r for r in runs["next"].results if r.max_score > 0 and not r.skipped]
+        assert sum(r.score for r in scored) < sum(r.max_score for r in scored)
+        assert "killed" in (STASH / "log.txt").read_text()
+    finally:
+        monkeypatch.undo()
+        isolation.reap_user(isolation.StudentUser(STUDENT_UIDS[0], STUDENT_UIDS[0], "test", True))
+        shutil.rmtree(STASH, ignore_errors=True)
+    assert _running("hostile-uid-dmn") == []
