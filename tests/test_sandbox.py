@@ -115,6 +115,15 @@ def test_bubblewrap_hides_the_reference_and_kills_leftover_processes(sandbox):
     assert not leftovers
 
 
+def test_the_child_is_in_its_cgroup_when_there_is_one(sandbox):
+    """Checked by the parent from /proc/PID/cgroup before the submission is loaded; a failed join is a note."""
+    if sandbox._cgroup is None:
+        pytest.skip("no cgroup could be made here")
+    assert sandbox._cgroup.contains(sandbox.proc.pid) and sandbox.proc.pid in sandbox._members()
+    assert not sandbox._cgroup.contains(os.getpid())  # the grader itself is not in it
+    assert not any("control group" in note for note in sandbox.notes)
+
+
 def _cmdline(pid: str) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_text()

@@ -420,3 +420,25 @@ def test_the_daemon_is_a_real_attack_without_cgroup_and_reaping_it_costs_the_nex
         isolation.reap_user(isolation.StudentUser(STUDENT_UIDS[0], STUDENT_UIDS[0], "test", True))
         shutil.rmtree(STASH, ignore_errors=True)
     assert _running("hostile-uid-dmn") == []
+
+
+def test_a_uid_is_held_by_one_sandbox_at_a_time_across_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADER_STATE_DIR", str(tmp_path / "state"))
+    users = [isolation.StudentUser(uid, uid, "t", True) for uid in STUDENT_UIDS]
+    first = isolation.UidSlot.acquire(users)
+    second = isolation.UidSlot.acquire(users)
+    assert {first.user.uid, second.user.uid} == set(STUDENT_UIDS)
+    with pytest.raises(RuntimeError, match="held by another open sandbox of this thread"):
+        isolation.UidSlot.acquire(users)  # would wait for itself forever
+    # Another process waits until a uid is free, and gets the one released.
+    script = ("import os; from grader.sandbox import isolation as i; "
+              f"s = i.UidSlot.acquire([i.StudentUser(u, u, 't', True) for u in {list(STUDENT_UIDS)}]); "
+              "print(s.user.uid, s.waited_s)")
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                             env={**os.environ, "GRADER_STATE_DIR": str(tmp_path / "state")})
+    time.sleep(1.0)
+    assert other.poll() is None  # both uids are taken: it waits
+    second.release()
+    uid, waited = other.communicate(timeout=30)[0].split()
+    assert int(uid) == second.user.uid and float(waited) > 0.1  # it polled until the release
+    first.release()

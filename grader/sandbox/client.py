@@ -142,9 +142,11 @@ class Sandbox:
             return
         self._cgroup.remove()
         self._cgroup = None
+        # Detached processes are still caught by bubblewrap's PID namespace or by reaping a dedicated uid.
+        caught = self.level == "bubblewrap" or (self._slot is not None and self._slot.user.dedicated)
         note = ("The sandbox could not place the process running the submission in its control group: only "
-                "per-process limits applied" + ("" if self._slot is not None and self._slot.user.dedicated
-                                                 else ", and processes it detached may have outlived it") + ".")
+                "per-process limits applied" + ("" if caught else ", and processes it detached may have outlived it")
+                + ".")
         if note not in self.notes:
             self.notes.append(note)
 

@@ -272,6 +272,8 @@ class UidSlot:
     is closed or its process dies, so a killed grader never leaves a uid taken.
     """
 
+    _mine: dict[int, int] = {}  # uid -> the thread whose sandbox holds it (a thread waiting on itself never wakes)
+
     def __init__(self, user: StudentUser, fd: int, waited_s: float) -> None:
         self.user, self._fd, self.waited_s = user, fd, waited_s
 
@@ -279,6 +281,9 @@ class UidSlot:
     def acquire(cls, users: list[StudentUser], *, poll_s: float = 0.2) -> "UidSlot":
         if not users:
             raise RuntimeError("no unprivileged user to run the child as")
+        if all(cls._mine.get(u.uid) == threading.get_ident() for u in users):
+            raise RuntimeError("every student uid is held by another open sandbox of this thread; give the grader "
+                               "more (GRADER_STUDENT_UIDS) or close that sandbox first")
         d = state_dir()
         fds = {}
         started = time.monotonic()
@@ -292,6 +297,7 @@ class UidSlot:
                     except BlockingIOError:
                         continue
                     fd = fds.pop(u.uid)
+                    cls._mine[u.uid] = threading.get_ident()
                     return cls(u, fd, time.monotonic() - started)
                 time.sleep(poll_s)  # every uid is in use by another sandbox: wait for one
         finally:
@@ -302,6 +308,7 @@ class UidSlot:
         if self._fd >= 0:
             os.close(self._fd)  # drops the flock
             self._fd = -1
+            UidSlot._mine.pop(self.user.uid, None)
 
 
 def _live_pids_of(uid: int) -> list[int]:
@@ -372,6 +379,13 @@ def _holder_id(pid: int) -> str | None:
         return None
 
 
+def _still_holds(holder: object) -> bool:
+    try:
+        return isinstance(holder, str) and _holder_id(int(holder.split(":")[0])) == holder
+    except ValueError:
+        return False
+
+
 def _restricted(mode: int, gid: int, student_gids: set[int]) -> int:
     mode &= ~0o007
     if gid in student_gids:
@@ -398,7 +412,7 @@ def _update_shared(acquire: list[str], release: list[str], student_gids: set[int
             entries = {}
         me = _holder_id(os.getpid())
         for entry in entries.values():
-            entry["holders"] = [h for h in entry.get("holders", []) if _holder_id(int(h.split(":")[0])) == h]
+            entry["holders"] = [h for h in entry.get("holders", []) if _still_holds(h)]
         to_lock: list[tuple[str, int]] = []
         for path in acquire:
             try:
