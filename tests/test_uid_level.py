@@ -155,8 +155,11 @@ def test_dedicated_uids_are_only_the_configured_ones_or_grader_student(monkeypat
         assert users[0].dedicated == (users[0].name == "grader-student")
         if users[0].name == "nobody":
             assert isolation.reap_user(users[0]) == 0  # never kills what system daemons run as nobody
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bad range"):
         monkeypatch.setenv("GRADER_STUDENT_UIDS", "0-5")
+        isolation.student_users()
+    with pytest.raises(ValueError, match="is the account 'nobody'"):
+        monkeypatch.setenv("GRADER_STUDENT_UIDS", "65534")  # someone's uid: its processes must not be killed
         isolation.student_users()
 
 

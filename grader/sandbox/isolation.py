@@ -173,7 +173,18 @@ def student_users() -> list[StudentUser]:
     """
     configured = os.environ.get("GRADER_STUDENT_UIDS", "").strip()
     if configured:
-        return [StudentUser(uid, uid, f"uid {uid}", True) for uid in _parse_uids(configured)]
+        users = []
+        for uid in _parse_uids(configured):
+            try:
+                owner = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                owner = None
+            # All processes of these uids get killed: a uid that is someone's account must not be one.
+            if owner is not None and not owner.startswith("grader"):
+                raise ValueError(f"GRADER_STUDENT_UIDS: uid {uid} is the account {owner!r}; name uids that no one "
+                                 "else uses (no passwd entry, or a grader-* user)")
+            users.append(StudentUser(uid, uid, owner or f"uid {uid}", True))
+        return users
     for name in UNPRIVILEGED_USERS:
         try:
             entry = pwd.getpwnam(name)
