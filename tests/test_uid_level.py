@@ -445,3 +445,25 @@ def test_a_uid_is_held_by_one_sandbox_at_a_time_across_processes(tmp_path, monke
     uid, waited = other.communicate(timeout=30)[0].split()
     assert int(uid) == second.user.uid and float(waited) > 0.1  # it polled until the release
     first.release()
+
+
+def test_what_a_killed_grader_left_in_its_cgroup_is_killed_by_the_next_one():
+    """A grader killed outright never closes its sandbox; its group, and what runs in it, must not outlive it."""
+    if cgroups.create(max_processes=4, memory_mb=None) is None:
+        pytest.skip("no cgroup can be made here")
+    script = ("import subprocess, sys; from grader.sandbox import cgroups; "
+              "g = cgroups.create(max_processes=8, memory_mb=None); "
+              "p = subprocess.Popen(['sleep', '300'], start_new_session=True); g.add(p.pid); "
+              "print(p.pid, g.dirs[0], flush=True); sys.stdin.readline()")
+    grader = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=REPO)
+    pid, group = grader.stdout.readline().split()
+    grader.kill()  # SIGKILL: no cleanup ran
+    grader.wait()
+    assert Path(f"/proc/{pid}").exists() and Path(group).is_dir()
+    cgroups.create(max_processes=4, memory_mb=None).remove()  # the next grader's first cgroup
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path(f"/proc/{pid}").exists() else "gone"
+    assert state in ("gone", "Z") and not Path(group).exists()

@@ -121,7 +121,8 @@ def create(*, max_processes: int, memory_mb: int | None) -> Cgroup | None:
     if os.geteuid() != 0 or not ROOT.is_dir():
         return None
     _sweep_stale()
-    name = f"grader-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # The PID namespace in the name: only a grader that sees the owner's pids may judge it dead.
+    name = f"grader-{os.getpid()}-{uuid.uuid4().hex[:8]}-ns{_pid_namespace()}"
     made: list[Path] = []
     try:
         if (ROOT / "cgroup.controllers").exists():  # cgroup v2, unified
@@ -181,11 +182,21 @@ def _own_v1_memory_dir() -> Path | None:
     return None
 
 
-def _sweep_stale() -> None:
-    """Remove empty cgroups left by earlier graders whose process is gone.
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
 
-    A group can only be removed once its last process has been reaped, which
-    on some machines happens after `remove` gave up; the next grader cleans up.
+
+def _sweep_stale() -> None:
+    """Kill what runs in cgroups left by earlier graders whose process is gone, and remove them.
+
+    A grader that was killed (SIGKILL, out of memory) never closed its
+    sandbox: what its student code left running is still in its group and
+    dies here. A group can only be removed once its last process has been
+    reaped, which on some machines happens after `remove` gave up; the next
+    grader cleans up.
     """
     for hierarchy in (ROOT, ROOT / "pids", _own_v1_memory_dir()):
         if hierarchy is None or not hierarchy.is_dir():
@@ -197,6 +208,8 @@ def _sweep_stale() -> None:
                 continue
             if owner == os.getpid() or Path(f"/proc/{owner}").exists():
                 continue
+            if d.name.endswith(f"-ns{_pid_namespace()}"):
+                Cgroup(dirs=[d]).kill_all()
             try:
                 d.rmdir()  # fails harmlessly while processes remain in it
             except OSError:
