@@ -156,7 +156,10 @@ def _parse_uids(text: str) -> list[int]:
         if not part:
             continue
         low, _, high = part.partition("-")
-        first, last = int(low), int(high or low)
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            first = last = -1
         if not 0 < first <= last or last - first > 1024:
             raise ValueError(f"GRADER_STUDENT_UIDS: bad range {part!r} (expected e.g. 61000-61003)")
         uids += range(first, last + 1)
@@ -197,6 +200,7 @@ def student_users() -> list[StudentUser]:
 
 
 def unprivileged_user() -> tuple[int, int] | None:
+    """(uid, gid) of the preferred student user, or None (what `grader gradescope run` reaps at the end)."""
     users = student_users()
     return (users[0].uid, users[0].gid) if users else None
 
