@@ -78,6 +78,10 @@ ATTACKS: dict[str, Expect] = {
     "answers_injection": Expect(),
     "huge_array": Expect(failed={"p3": r"1,000,000,000 elements .*more than the 512 MB"}),
     "nan_inf": Expect(failed={"p5.loss_function": r"NaN or infinite", "p5.logistic_loss": r"NaN or infinite"}),
+    # Graded again by tests/test_report_hostile.py with p2 hidden (no visible total may reveal it) and through
+    # the command line (no escape sequence may reach a report or the terminal).
+    "hidden_leak": Expect(failed={"p2": r"mixes channels"}),
+    "escape_sequences": Expect(failed={"p3": r"ValueError: .*All tests passed: 90 / 90"}),
 }
 
 
