@@ -80,7 +80,7 @@ ATTACKS: dict[str, Expect] = {
     "nan_inf": Expect(failed={"p5.loss_function": r"NaN or infinite", "p5.logistic_loss": r"NaN or infinite"}),
     # Graded again by tests/test_report_hostile.py with p2 hidden (no visible total may reveal it) and through
     # the command line (no escape sequence may reach a report or the terminal).
-    "hidden_leak": Expect(failed={"p2": r"mixes channels"}),
+    "hidden_leak": Expect(failed={"p2": r"differs from the expected value"}),
     "escape_sequences": Expect(failed={"p3": r"ValueError: .*All tests passed: 90 / 90"}),
 }
 

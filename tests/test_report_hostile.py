@@ -53,7 +53,7 @@ def test_a_hidden_check_cannot_be_read_off_any_visible_total(tmp_path):
     # The recorded grade counts the hidden check: the instructor's total.
     assert right.results["score"] - leak.results["score"] == p2["points"] == 15
     hidden = next(t for t in leak.results["tests"] if t["name"].startswith("p2 "))
-    assert hidden["visibility"] == "hidden" and hidden["score"] == 0 and "mixes channels" in hidden["output"]
+    assert hidden["visibility"] == "hidden" and hidden["score"] == 0 and "differs from the expected" in hidden["output"]
     # Everything a student reads is the same whether the hidden check passed or failed.
     assert _visible(leak.results) == _visible(right.results)
     assert leak.results["output"].startswith("Assignment hw4: 75 / 75 points on the checks shown here")

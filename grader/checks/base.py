@@ -107,7 +107,13 @@ class Outcome:
 
     @classmethod
     def grader_error(cls, *feedback: str, review: str | None = None) -> "Outcome":
-        """The grader's own code failed, with no student-supplied value involved: the points are kept."""
+        """The grader's own code failed, with no student-supplied value involved: the points are kept.
+
+        Only for failures no submission can provoke (the reference or the
+        rubric failing on grader-chosen inputs): the points are kept, so a
+        failure a student value can cause must be the student's
+        ``wrong_type`` instead (see `timed_run`).
+        """
         return cls(passed=False, feedback=list(feedback), findings=["grader_error"], status="grader_error",
                    review=review or (feedback[0] if feedback else "grader error"))
 

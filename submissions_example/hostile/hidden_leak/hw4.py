@@ -1,11 +1,11 @@
 """Hostile hw4 submission: probes a hidden check through the visible total.
 
-The correct solution except avgpool_as_conv (p2), which uses one CxKxK filter
-(mixing the channels). A student who suspects that a check is hidden hands in
+The correct solution except avgpool_as_conv (p2), whose weight divides by k
+instead of k*k. A student who suspects that a check is hidden hands in
 a version that fails it on purpose and compares what Gradescope shows with
 what the correct version gets ("72 / 82" against "82 / 82").
-Expected with the suite's rubric (p2 visible): p2 fails saying the weight
-mixes channels; everything else passes. With p2 hidden
+Expected with the suite's rubric (p2 visible): p2 fails saying its values
+differ from the expected ones; everything else passes. With p2 hidden
 (tests/test_report_hostile.py): every text a student sees, the top-level
 output and the visible tests, is identical to the correct solution's, so the
 hidden check's points cannot be read off any visible total.
@@ -23,8 +23,8 @@ def finite_difference_filters():
 
 
 def avgpool_as_conv(C, k):
-    # one k x k averaging filter over all C channels "should be enough"
-    weight = torch.ones(1, C, k, k) / k**2
+    eye = torch.eye(C)
+    weight = eye[:, :, None, None] * torch.ones(k, k) / k  # average over the window ("k values")
     return dict(weight=weight, stride=k, padding=0, groups=1)
 
 
