@@ -16,8 +16,8 @@ its own grading on purpose.
 
 Results come back as JSON records (`GradingRun.to_dict`) written by the
 worker beside its results.json (``record.json``), so nothing but plain data
-crosses between processes. Each worker writes a "did not finish" results.json
-before it starts, replaced atomically at the end.
+crosses between processes. Every submission gets a "did not finish"
+results.json before any grading starts, replaced atomically when it is done.
 """
 from __future__ import annotations
 
@@ -142,6 +142,8 @@ def grade_folder(root: Path, rubric_path: Path, out: Path, *, jobs: int, seed: i
     pending = deque(folders)
     running: dict[Any, tuple[Path, multiprocessing.process.BaseProcess, float]] = {}
     rubric = None
+    for folder in folders:  # every submission has a valid results file from now on, even if this process dies
+        gradescope.write_not_finished(out / folder.name / RESULTS)
     while pending or running:
         while pending and len(running) < jobs:
             folder = pending.popleft()

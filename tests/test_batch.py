@@ -70,8 +70,8 @@ def test_a_killed_grading_process_costs_only_its_own_submission(tmp_path):
 
     def on_start(name: str, pid: int, attempt: int) -> None:
         if name == "victim" or (name == "unlucky" and attempt == 1):
-            # Once it is grading (its "did not finish" file is written first), as an OOM kill would find it.
-            threading.Thread(target=_kill_when_grading, args=(pid, out / name / "results.json"), daemon=True).start()
+            # Once it is grading (its sandbox child started), as an OOM kill would find it.
+            threading.Thread(target=_kill_when_grading, args=(pid,), daemon=True).start()
             kills.append((name, attempt))
 
     names, runs = grade_folder(class_dir, ROOT / "rubrics" / "hw4.yaml", out, jobs=2, seed=7, skip_training=True,
@@ -97,16 +97,16 @@ def test_a_killed_grading_process_costs_only_its_own_submission(tmp_path):
     assert review_summary(runs).startswith(f"0 grader errors in 0 submissions; {len(victim.results)} undecided checks in 1 submission")
 
 
-def _kill_when_grading(pid: int, results: Path, timeout: float = 60.0) -> None:
+def _kill_when_grading(pid: int, timeout: float = 120.0) -> None:
+    """SIGKILL `pid` once it is grading: when it has started its sandbox child (or after `timeout`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if "did not finish" in results.read_text():
+            if Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
                 break
         except OSError:
-            pass
+            return  # already gone
         time.sleep(0.05)
-    time.sleep(1.0)  # well into loading the submission
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
