@@ -17,6 +17,7 @@ import yaml
 from rich.console import Console
 
 from grader.errors import RubricError, RubricErrors, UsageError, describe
+from grader.report.text import clean_text
 
 EXIT_OK, EXIT_USAGE, EXIT_RUBRIC = 0, 2, 3
 
@@ -84,12 +85,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_RUBRIC
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     protect = [results_path.resolve().parent] if results_path else []
+    if results_path:
+        # A valid "did not finish" file first: should this process be killed (out of memory, a timeout from
+        # outside), that file is what stays. The real results replace it atomically at the end.
+        gradescope.write_not_finished(results_path)
     try:
         run = grade_submission(folder, rubric, seed=seed, device=device, skip_training=args.skip_training,
                                isolation=args.isolation, data_dir=args.data_dir, protect=protect,
                                progress=sys.stderr.isatty())
     except Exception as exc:  # the grader's own fault: still leave a valid results file
-        print(f"grader: internal error while grading {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(clean_text(f"grader: internal error while grading {folder}: {type(exc).__name__}: {exc}"), file=sys.stderr)
         if results_path:
             gradescope.write_failure(results_path, f"internal error ({type(exc).__name__}).", time.perf_counter() - started)
         return EXIT_OK
@@ -100,7 +105,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         Path(args.json).write_text(json.dumps(run.to_dict(), indent=2))
     if not args.quiet:
-        terminal.print_run(run, console, verbose=args.verbose)
+        terminal.print_run(run, console, verbose=args.verbose, student=args.as_student)
         if results_path:
             console.print(f"results written to {results_path}", highlight=False)
     return EXIT_OK
@@ -125,7 +130,7 @@ def cmd_rubric_validate(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     """Batch: every sub-folder of FOLDER is one submission; per-student results plus a class table."""
     from grader.batch import grade_folder, submission_folders
-    from grader.report.table import print_summary, write_csv
+    from grader.report.table import print_summary, review_summary, write_csv
     from grader.rubric.load import find_rubric, load_rubric
 
     root = Path(args.folder)
@@ -142,12 +147,19 @@ def cmd_grade(args: argparse.Namespace) -> int:
     console = Console()
     names, runs = grade_folder(root, rubric_path, out, jobs=args.jobs, seed=seed, device=_device(args.device),
                                skip_training=args.skip_training, isolation=args.isolation, data_dir=args.data_dir,
-                               on_done=lambda name, run: console.print(f"{name}: {run.score:g}/{run.max_score:g}", highlight=False))
+                               on_done=lambda name, run: console.print(_done_line(name, run), highlight=False, markup=False))
     write_csv(runs, out / "grades.csv", names)
     print_summary(runs, names, console)
     console.print(f"per-submission results in {out}/<name>/results.json; class table in {out / 'grades.csv'} (seed {seed})",
                   highlight=False)
+    console.print(review_summary(runs), highlight=False)
     return EXIT_OK
+
+
+def _done_line(name: str, run) -> str:
+    flagged = run.to_review()
+    return clean_text(f"{name}: {run.score:g}/{run.max_score:g}"
+                      + (f" ({len(flagged)} check(s) to review)" if flagged else ""))
 
 
 def cmd_data_status(args: argparse.Namespace) -> int:
@@ -175,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-dir", help="folder with datasets (torchvision layout or IDX files)")
     check.add_argument("--verbose", "-v", action="store_true", help="show all feedback, also for passed checks")
     check.add_argument("--quiet", "-q", action="store_true", help="print nothing; just write the results")
+    check.add_argument("--as-student", action="store_true",
+                       help="print the report as a student sees it now: visible checks only, totals over them")
     check.set_defaults(func=cmd_check)
 
     grade = sub.add_parser("grade", help="grade a folder of submissions (one sub-folder each) in parallel")

@@ -82,7 +82,8 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
             if spec.training and skip_training:
                 result = finish(spec, Outcome(passed=False, skipped=True, feedback=["Skipped: training checks are off (--skip-training)."]))
             elif deadline is not None and time.monotonic() > deadline:
-                result = finish(spec, Outcome.fail("timeout", "Not run: the grader's overall time budget ran out before this check."))
+                result = finish(spec, Outcome.undecided("Not run: the grader's overall time budget ran out before this "
+                                                         "check; the course staff will review it."))
             elif kind.needs_code and files.code is None:
                 result = finish(spec, Outcome.fail("missing", f"No code file to test (expected {' or '.join(rubric.code_files)})."))
             elif kind.needs_code and load is not None and not load.names and load.errors:

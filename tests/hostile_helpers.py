@@ -81,6 +81,10 @@ ATTACKS: dict[str, Expect] = {
     # Attacks on the unprivileged-uid level: graded at that level by tests/test_uid_level.py, not here.
     "uid_read_reference": Expect(levels=()),
     "uid_daemon": Expect(levels=()),
+    # Graded again by tests/test_report_hostile.py with p2 hidden (no visible total may reveal it) and through
+    # the command line (no escape sequence may reach a report or the terminal).
+    "hidden_leak": Expect(failed={"p2": r"differs from the expected value"}),
+    "escape_sequences": Expect(failed={"p3": r"ValueError: .*All tests passed: 90 / 90"}),
 }
 
 

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
+import threading
+import time
+from pathlib import Path
 
 import jsonschema
 
@@ -47,4 +52,62 @@ def test_grade_command_writes_a_class_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = {r["submission"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert rows["alice"]["score"] == "38" and rows["bob"]["score"] == "0"
+    assert (rows["alice"]["grader_errors"], rows["alice"]["undecided"], rows["alice"]["review"]) == ("0", "0", "")
     assert "Class summary" in proc.stdout
+    assert "0 grader errors in 0 submissions; 0 undecided checks in 0 submissions." in proc.stdout
+
+
+def test_a_killed_grading_process_costs_only_its_own_submission(tmp_path):
+    """Four submissions, two at a time. `victim`'s grading process is SIGKILLed from outside (as the kernel's
+    OOM killer does to a worker a hostile submission blew up) on both of its attempts; `unlucky`'s only on the
+    first. The two correct ones and `unlucky` are graded as usual; `victim` gets a valid results file saying
+    that grading did not finish, every check undecided and listed for review."""
+    class_dir = tmp_path / "class"
+    for name in ("alice", "bob", "unlucky", "victim"):
+        shutil.copytree(EXAMPLES / "hw4" / "correct", class_dir / name)
+    out = tmp_path / "out"
+    kills: list[tuple[str, int]] = []
+
+    def on_start(name: str, pid: int, attempt: int) -> None:
+        if name == "victim" or (name == "unlucky" and attempt == 1):
+            # Once it is grading (its sandbox child started), as an OOM kill would find it.
+            threading.Thread(target=_kill_when_grading, args=(pid,), daemon=True).start()
+            kills.append((name, attempt))
+
+    names, runs = grade_folder(class_dir, ROOT / "rubrics" / "hw4.yaml", out, jobs=2, seed=7, skip_training=True,
+                               on_start=on_start)
+    assert sorted(kills) == [("unlucky", 1), ("victim", 1), ("victim", 2)]
+    by_name = dict(zip(names, runs))
+    for name in ("alice", "bob", "unlucky"):
+        assert by_name[name].score == 90, (name, by_name[name].load_messages)
+        assert all(r.status in ("passed", "manual", "skipped") for r in by_name[name].results)
+    victim = by_name["victim"]
+    assert victim.score == 0 and {r.status for r in victim.results} == {"undecided"}
+    assert "Grading did not finish: its grading process was killed by SIGKILL" in victim.load_messages[0]
+    data = json.loads((out / "victim" / "results.json").read_text())
+    jsonschema.validate(data, gradescope_schema())
+    assert data["score"] == 0 and "Grading did not finish" in data["output"]
+    assert data["extra_data"]["statuses"]["undecided"] == len(data["tests"]) > 0
+    from grader.report.table import review_summary, write_csv
+
+    write_csv(runs, out / "grades.csv", names)
+    rows = {r["submission"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    assert rows["victim"]["undecided"] == str(len(victim.results)) and "p1:undecided" in rows["victim"]["review"]
+    assert rows["alice"]["review"] == "" and rows["unlucky"]["score"] == "90"
+    assert review_summary(runs).startswith(f"0 grader errors in 0 submissions; {len(victim.results)} undecided checks in 1 submission")
+
+
+def _kill_when_grading(pid: int, timeout: float = 120.0) -> None:
+    """SIGKILL `pid` once it is grading: when it has started its sandbox child (or after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                break
+        except OSError:
+            return  # already gone
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

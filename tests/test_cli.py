@@ -70,3 +70,52 @@ def test_unknown_assignment_suggests_the_close_one(tmp_path):
 def test_rubric_validate_reports_ok():
     proc = run_cli("rubric", "validate", "rubrics/hw4.yaml")
     assert proc.returncode == 0 and "ok" in proc.stdout
+
+
+def test_a_killed_grader_still_leaves_a_valid_did_not_finish_results_file(tmp_path):
+    """`grader check --results` writes a "did not finish" file before grading; SIGKILL (an OOM kill of the
+    grader itself) leaves that file, valid, in place of the real one."""
+    import signal
+    import time
+
+    out = tmp_path / "results" / "r.json"
+    proc = subprocess.Popen([*GRADER, "check", str(EXAMPLES / "hw4" / "correct"), "--assignment", "hw4", "--results",
+                             str(out), "--seed", "5", "--skip-training", "-q"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert out.exists() and proc.poll() is None, "the results file should be written before grading starts"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, gradescope_schema())
+    assert data["score"] == 0 and "grading did not finish" in data["output"]
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temp file left beside it
+
+
+def test_check_prints_a_student_view_without_hidden_checks(tmp_path):
+    import yaml
+
+    data = yaml.safe_load((ROOT / "rubrics" / "hw4.yaml").read_text())
+    course = tmp_path / "course"
+    (course / "rubrics").mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(ROOT / "reference", course / "reference")
+    hidden = data["questions"][1]["checks"][0]
+    hidden["visibility"] = "hidden"
+    (course / "rubrics" / "hw4.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    args = ("check", str(EXAMPLES / "hw4" / "partial"), "--rubric", str(course / "rubrics" / "hw4.yaml"), "--seed", "5",
+            "--skip-training")
+    student = run_cli(*args, "--as-student")
+    instructor = run_cli(*args)
+    assert student.returncode == 0 == instructor.returncode, student.stderr
+    # p2 (15 points, failed by the partial submission) is hidden: the student's view neither shows it nor counts it.
+    assert "Total: 38 / 75" in student.stdout and "avgpool_as_conv" not in student.stdout
+    assert "Total: 38 / 90 (students see 38 / 75: hidden checks left out)" in instructor.stdout
+    assert "avgpool_as_conv" in instructor.stdout

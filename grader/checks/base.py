@@ -11,13 +11,14 @@ the rubric attaches Gradescope-style items ("-2 pts Low accuracy") to them.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from grader.sandbox.client import LoadReport, Reply, Sandbox
 
 # Findings any check may report.
 COMMON_FINDINGS = ("incorrect", "error", "timeout", "wrong_type", "wrong_shape", "not_loaded", "missing")
+# Context fields that hold (or reach) what the submission supplied: reading any of them during a check
+# counts as contact with student data (see `timed_run`).
+_STUDENT_FIELDS = frozenset({"sandbox", "load", "answers"})
 
 
 @dataclass
@@ -43,6 +47,22 @@ class Context:
     skip_training: bool = False
     data_dir: str | None = None
     progress: bool = False
+
+    def __getattribute__(self, name: str) -> Any:
+        # Reading what the student supplied (the sandbox's replies, the load report, the answers) marks the
+        # running check as having touched student data: an exception after that may be the student's doing.
+        if name in _STUDENT_FIELDS:
+            object.__setattr__(self, "_student_contact", True)
+        return object.__getattribute__(self, name)
+
+    def begin_check(self) -> None:
+        """Called by `timed_run` before each check: nothing student-supplied has been read yet."""
+        object.__setattr__(self, "_student_contact", False)
+
+    @property
+    def student_contact(self) -> bool:
+        """Whether the running check has read anything the submission supplied."""
+        return bool(getattr(self, "_student_contact", True))
 
     def rng(self, spec: CheckSpec) -> np.random.Generator:
         """A generator per check, from the run's seed and the check id: stable when re-run with --seed."""
@@ -69,6 +89,33 @@ class Outcome:
     method: str | None = None
     skipped: bool = False
     manual: bool = False  # collected for a human grader: 0 automatic points, never "failed"
+    #: "grader_error" or "undecided" when the check reached no verdict on the student's work
+    #: (grader.results explains both); None lets `finish` decide from the fields above.
+    status: str | None = None
+    review: str | None = None  # for the instructor (never shown to students): why to look at this check
+
+    @classmethod
+    def undecided(cls, *feedback: str, review: str | None = None) -> "Outcome":
+        """No verdict for reasons outside the work being judged (e.g. the grader's time budget ran out).
+
+        Scores 0 for now and is listed for review. Never use it for something
+        the submission's own code caused (its timeout, crash or wrong value):
+        those are the student's failures.
+        """
+        return cls(passed=False, feedback=list(feedback), findings=["undecided"], status="undecided",
+                   review=review or (feedback[0] if feedback else "no verdict was reached"))
+
+    @classmethod
+    def grader_error(cls, *feedback: str, review: str | None = None) -> "Outcome":
+        """The grader's own code failed, with no student-supplied value involved: the points are kept.
+
+        Only for failures no submission can provoke (the reference or the
+        rubric failing on grader-chosen inputs): the points are kept, so a
+        failure a student value can cause must be the student's
+        ``wrong_type`` instead (see `timed_run`).
+        """
+        return cls(passed=False, feedback=list(feedback), findings=["grader_error"], status="grader_error",
+                   review=review or (feedback[0] if feedback else "grader error"))
 
     @classmethod
     def fail(cls, finding: str, *feedback: str, credit: float = 0.0) -> "Outcome":
@@ -128,16 +175,56 @@ def reply_failure(reply: Reply, what: str) -> Outcome:
     return Outcome.fail(finding, f"{what} failed: {reply.describe()}")
 
 
+class GraderFault(Exception):
+    """Raised by a check when the grader's own side failed (for example the reference raised on grader-chosen
+    inputs): `timed_run` records a ``grader_error`` whatever the check read before."""
+
+
+@contextlib.contextmanager
+def grader_side(what: str) -> Iterator[None]:
+    """Run grader-only code (the reference on grader-chosen inputs): an exception in it is a `GraderFault`.
+
+    Only for code that no student-supplied value reaches: a value the student
+    returned (a shape, a padding, a tensor) must never be passed into this
+    block, or the student could raise in it and keep the points.
+    """
+    try:
+        yield
+    except Exception as exc:
+        raise GraderFault(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _status(outcome: Outcome) -> str:
+    if outcome.status in ("grader_error", "undecided"):
+        return outcome.status
+    if outcome.skipped:
+        return "skipped"
+    if outcome.manual:
+        return "manual"
+    return "passed" if outcome.passed else "failed"
+
+
 def finish(spec: CheckSpec, outcome: Outcome, seconds: float = 0.0) -> CheckResult:
-    """Score an outcome with the check's rubric items (the same rule for every kind)."""
+    """Score an outcome with the check's rubric items (the same rule for every kind) and give it its status."""
+    status = _status(outcome)
     result = CheckResult(check_id=spec.id, title=spec.title, question=spec.question, score=spec.points,
                          max_score=spec.points, feedback=list(outcome.feedback), visibility=spec.visibility,  # type: ignore[arg-type]
-                         method=outcome.method, seconds=round(seconds, 3), skipped=outcome.skipped,
-                         manual=outcome.manual)
-    if outcome.skipped:  # not graded in this run (--skip-training): counts for nothing either way
+                         method=outcome.method, seconds=round(seconds, 3), status=status,  # type: ignore[arg-type]
+                         review=outcome.review)
+    if status == "skipped":  # not graded in this run (--skip-training): counts for nothing either way
         result.score = result.max_score = 0.0
         return result
-    if outcome.passed or outcome.manual:
+    if outcome.method == "undecided" and result.review is None:
+        # The symbolic comparison could not decide (a verdict with the rubric's credit for that case): worth a look.
+        result.review = "the equivalence of the answer could not be decided automatically"
+    if status in ("passed", "manual"):
+        return result
+    if status == "grader_error":  # nothing deducted automatically: the points stay until someone reviews it
+        result.review = result.review or "grader error"
+        return result
+    if status == "undecided":  # no verdict: 0 for now (never points by itself: a submission could cause it)
+        result.score = 0.0
+        result.review = result.review or "no verdict was reached"
         return result
     items = [AppliedItem(i.finding, i.points, i.message) for i in spec.rubric_items if i.finding in outcome.findings]
     if not items:
@@ -151,15 +238,53 @@ def finish(spec: CheckSpec, outcome: Outcome, seconds: float = 0.0) -> CheckResu
     return result
 
 
+def _exception_text(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def timed_run(check: Check, ctx: Context) -> CheckResult:
-    """Run a check; a grader-side exception costs that check only and is reported as such."""
+    """Run a check; an exception costs that check only, and whose fault it is decides its status.
+
+    The rule, so that a submission can never raise a "grader error" on purpose
+    to keep its points:
+
+    - A `GraderFault` (the check says its own side failed, e.g. inside
+      `grader_side`) is a ``grader_error``.
+    - Any other exception raised *before* the check read anything the
+      submission supplied (its sandbox, its load report, its answers: see
+      `Context.__getattribute__`) comes from the grader's own code on its own
+      inputs: a ``grader_error``, points kept, listed for review.
+    - Any other exception raised *after* that may have been provoked by a
+      student value (an odd type, a huge or nested reply, a number that makes
+      the parent's comparison raise, the sandbox failing on its reply): it is
+      the student's ``wrong_type`` failure, with the exception in the
+      feedback. It is also listed for review, in case it is a grader bug after
+      all; the review can only ever add points, never the student's code.
+    """
     started = time.perf_counter()
+    ctx.begin_check()
     try:
         outcome = check.run(ctx)
-    except Exception as exc:  # the grader's fault: keep grading the rest, say so plainly
-        outcome = Outcome.fail("error", f"The grader could not run this check ({type(exc).__name__}: {exc}). "
-                               "This is not your fault; please tell the course staff.")
+    except GraderFault as exc:
+        outcome = _grader_error_outcome(exc)
+    except Exception as exc:
+        if ctx.student_contact:
+            outcome = Outcome.fail(
+                "wrong_type",
+                f"The grader could not use what your code supplied for this check ({_exception_text(exc)}). "
+                "Return the types, shapes and values the assignment asks for.")
+            outcome.review = f"the grader raised on this submission's value: {_exception_text(exc)}"
+        else:
+            outcome = _grader_error_outcome(exc)
     return finish(check.spec, outcome, time.perf_counter() - started)
+
+
+def _grader_error_outcome(exc: BaseException) -> Outcome:
+    # The exception text goes to the instructor only (it may name the reference's internals).
+    return Outcome.grader_error(
+        "The grader itself failed on this check; this is not your fault, and it costs you nothing.",
+        review=f"grader error: {_exception_text(exc)}")
 
 
 # --- comparing values ------------------------------------------------------------------------

@@ -100,7 +100,8 @@ class ResultsKeeper:
         with self._lock:
             done = list(self._results)
         seen = {r.check_id for r in done}
-        rest = [finish(spec, Outcome.fail("timeout", f"Not graded: {why} before this check finished."))
+        # Undecided, not failed: no verdict was reached on these (0 for now, listed for review).
+        rest = [finish(spec, Outcome.undecided(f"Not graded: {why} before this check finished."))
                 for spec in self.rubric.checks if spec.id not in seen]
         note = f"Grading stopped early: {why}. The checks not finished by then are marked as not graded."
         return GradingRun(assignment=self.rubric.assignment, submission=str(self.submission), results=done + rest,
@@ -203,7 +204,7 @@ def run(*, root: Path | None = None, seed: int | None = None, time_limit_s: floa
 
     paths = Paths(root or autograder_root())
     started = time.monotonic()
-    report.write_failure(paths.results, "grading started but did not finish (the grader was stopped from outside).")
+    report.write_not_finished(paths.results)
     try:
         rubric = load_rubric(_find_rubric(paths))
     except (RubricError, RubricErrors) as exc:
