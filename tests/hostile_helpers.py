@@ -78,6 +78,12 @@ ATTACKS: dict[str, Expect] = {
     "answers_injection": Expect(),
     "huge_array": Expect(failed={"p3": r"1,000,000,000 elements .*more than the 512 MB"}),
     "nan_inf": Expect(failed={"p5.loss_function": r"NaN or infinite", "p5.logistic_loss": r"NaN or infinite"}),
+    # Bounded decoding: a frame written straight on the reply pipe costs its own request, not the grader.
+    "reply_bomb": Expect(failed={"*": r"not plain data: the reply's JSON part is 419,430,400 bytes, more than the limit"},
+                         output=r"Loading the submission failed: sent back something that is not plain data",
+                         levels=("bubblewrap", "process")),
+    "deep_reply": Expect(failed={"p3": r"not plain data: the reply nests lists or dicts more than 64 levels deep"}),
+    "wide_reply": Expect(failed={"p2": r"not plain data: the reply holds more than 500,000 JSON values"}),
 }
 
 
