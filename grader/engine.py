@@ -32,10 +32,13 @@ def limits_for(rubric: Rubric) -> Limits:
 
 
 def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None = None) -> list[Path]:
-    """What the child must never see: the reference, the rubrics, results and hidden data, and, when the
-    rubric trains models, every copy of the datasets' test labels (`grader.training.label_files`)."""
+    """What the child must never see: the reference, the rubrics, results and hidden data, and, when a
+    check trains or evaluates models, every copy of the datasets' test labels (`grader.training.label_files`).
+
+    That follows from the check's kind (`uses_evaluation_labels` on the class), not only from the rubric's
+    `training: true`, which a rubric may leave out."""
     paths = [rubric.reference_path.parent, rubric.path.resolve().parent, *extra]
-    if any(c.training for c in rubric.checks):
+    if any(c.training or getattr(REGISTRY.get(c.kind), "uses_evaluation_labels", False) for c in rubric.checks):
         from grader.training.label_files import evaluation_label_files
 
         # Label files inside bound directories (Debian's datasets under /usr,
