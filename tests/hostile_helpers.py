@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -54,6 +55,16 @@ class Expect:
     levels: tuple[str, ...] = ("bubblewrap",)  # isolation levels it is graded at
     needs_pids_cgroup: tuple[str, ...] = ()  # levels at which only a pids cgroup contains the attack
     cli: bool = False  # graded through the command line (it attacks the grading process itself)
+    # Applied to the copied folder before grading: what git cannot carry (links, FIFOs).
+    prepare: Callable[[Path], None] | None = None
+
+
+def link_code_to_reference(submission: Path) -> None:
+    """symlink_code: hw4.py becomes a link to the reference, plus a FIFO and a link to /etc/passwd."""
+    (submission / "hw4.py").unlink()
+    os.symlink(REFERENCE, submission / "hw4.py")
+    os.mkfifo(submission / "notes")
+    os.symlink("/etc/passwd", submission / "data.txt")
 
 
 ATTACKS: dict[str, Expect] = {
@@ -84,6 +95,14 @@ ATTACKS: dict[str, Expect] = {
                          levels=("bubblewrap", "process")),
     "deep_reply": Expect(failed={"p3": r"not plain data: the reply nests lists or dicts more than 64 levels deep"}),
     "wide_reply": Expect(failed={"p2": r"not plain data: the reply holds more than 500,000 JSON values"}),
+    # Intake and bounded answers: an odd file or value costs only what needs it.
+    "symlink_code": Expect(failed={"*": r"No code file to test: hw4\.py is a symbolic link; upload the file itself\."},
+                           output=r"Not graded: data\.txt is a symbolic link.*\nNot graded: hw4\.py is a symbolic link.*"
+                                  r"\nNot graded: notes is a FIFO", levels=("bubblewrap", "process"),
+                           prepare=link_code_to_reference),
+    "huge_integer": Expect(),
+    "deep_yaml": Expect(output=r"Answers: answers\.yaml cannot be read: lists or mappings nested more than 32 deep at line 5"),
+    "alias_bomb": Expect(output=r"Answers: answers\.yaml cannot be read: aliases \(\*name\) at line 9 expand to more than 50,000"),
 }
 
 
@@ -138,6 +157,8 @@ def grade_in_process(name: str, level: str, *, workdir: Path, rubric, source: Pa
     workdir.mkdir(parents=True)
     submission = workdir / "submission"
     shutil.copytree(source or HOSTILE / name, submission)
+    if name in ATTACKS and ATTACKS[name].prepare:
+        ATTACKS[name].prepare(submission)
     results = workdir / "results" / "results.json"
     started = time.monotonic()
     run = grade_submission(submission, rubric, seed=SEED, isolation=level, protect=[results.parent], skip_training=True)
@@ -154,6 +175,8 @@ def grade(name: str, level: str, *, workdir: Path, rubric: Path, source: Path | 
     workdir.mkdir(parents=True)
     submission = workdir / "submission"
     shutil.copytree(source or HOSTILE / name, submission)
+    if name in ATTACKS and ATTACKS[name].prepare:
+        ATTACKS[name].prepare(submission)
     decoy = workdir / "decoy" / "results.json"
     decoy.parent.mkdir()
     decoy.write_text('{"decoy": true}')
