@@ -141,11 +141,19 @@ def test_a_5000_digit_number_costs_only_its_own_answer(tmp_path):
     assert read_answers_yaml(path)["q1"] == 10**MAX_INT_DIGITS - 1
 
 
-def test_an_impossible_date_costs_only_its_own_answer(tmp_path):
+@pytest.mark.parametrize("bad", ["2024-13-45", "!!int abc", "!!float [1, 2]", "!!int [1, 2]", "!!timestamp 2024-02-30"])
+def test_a_value_its_tag_cannot_build_costs_only_its_own_answer(tmp_path, bad):
     path = tmp_path / "answers.yaml"
-    path.write_text("q1: 2024-13-45\nq2: 4\n")
+    path.write_text(f"q1: {bad}\nq2: 4\n")
     answers = read_answers_yaml(path)
     assert answers["q2"] == 4 and "unreadable answer for 'q1' at line 1" in answers["q1"]
+
+
+def test_python_tags_are_still_refused_as_invalid_yaml(tmp_path):
+    path = tmp_path / "answers.yaml"
+    path.write_text("q1: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(AnswersError, match=r"answers\.yaml is not valid YAML at line 1"):
+        read_answers_yaml(path)
 
 
 @pytest.mark.parametrize("text,phrase", [

@@ -72,8 +72,26 @@ def _plain(value: Any, name: str) -> Any:
 
 # --- answers.yaml ------------------------------------------------------------------------------------------------
 
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (pure Python: its composer can be bounded) with depth, node and value limits."""
+try:  # libyaml's parser, when PyYAML has it: events come from C (several times faster), composed in Python below
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _CParser = None
+
+if _CParser is not None:
+    class _SafeBase(yaml.composer.Composer, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        """CSafeLoader, but composed by PyYAML's Python Composer (libyaml's own composer cannot be bounded)."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            yaml.composer.Composer.__init__(self)
+else:  # pragma: no cover
+    _SafeBase = yaml.SafeLoader
+
+
+class _BoundedLoader(_SafeBase):
+    """PyYAML's safe loader, composed in Python so that depth, node count and values can be bounded."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -95,7 +113,7 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def _int_or_unreadable(loader: _BoundedLoader, node: yaml.ScalarNode) -> Any:
-    digits = sum(c.isalnum() for c in node.value)
+    digits = sum(c.isalnum() for c in node.value) if isinstance(node, yaml.ScalarNode) else 0
     if digits > MAX_INT_DIGITS:
         return Unreadable(node.start_mark.line + 1, f"a number of {digits:,} digits; at most {MAX_INT_DIGITS} are read")
     return _scalar_or_unreadable(loader, node, yaml.SafeLoader.construct_yaml_int)
