@@ -249,3 +249,22 @@ def test_a_submission_cannot_open_the_labels_when_the_flag_is_left_out(tmp_path)
             assert not reply.ok or reply.value.get("value") in (0, None), (label_file, reply)
     finally:
         sandbox.close()
+
+
+def test_a_refused_answers_file_is_named_in_every_answer_check(tmp_path):
+    """No code and a symlinked answers.yaml: no sandbox is needed, and each answer check says why it has nothing."""
+    from grader.engine import grade_submission
+    from grader.rubric.load import load_rubric
+
+    real = tmp_path / "elsewhere.yaml"
+    real.write_text((ROOT / "submissions_example" / "a2" / "correct" / "answers.yaml").read_text())
+    folder = make_submission(tmp_path, {})
+    os.symlink(real, folder / "answers.yaml")
+    rubric = load_rubric(ROOT / "rubrics" / "a2.yaml")
+    run = grade_submission(folder, rubric, seed=1, skip_training=True, isolation="process")
+    assert "Not graded: answers.yaml is a symbolic link; upload the file itself." in run.load_messages
+    numeric = [r for r in run.results if next(c for c in rubric.checks if c.id == r.check_id).kind == "numeric"]
+    assert numeric and all(r.score == 0 for r in numeric)
+    for r in numeric:
+        assert "Your answers could not be read" in " ".join(r.feedback)
+        assert "answers.yaml is a symbolic link; upload the file itself." in " ".join(r.feedback)
