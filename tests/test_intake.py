@@ -40,8 +40,7 @@ def test_odd_files_are_refused_each_with_a_sentence_and_the_rest_is_taken_in(tmp
     (folder / "-rf").write_text("option?")
     (folder / "bell\x07.txt").write_text("ding")
     (folder / ("long" * 40 + ".txt")).write_text("long name")
-    os.fsencode  # names that are not UTF-8 arrive as bytes
-    with open(os.path.join(os.fsencode(folder), b"latin1-\xe9.txt"), "w") as f:
+    with open(os.path.join(os.fsencode(folder), b"latin1-\xe9.txt"), "w") as f:  # not UTF-8: bytes
         f.write("caf\xe9")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(folder / "sock"))
@@ -94,6 +93,15 @@ def test_size_count_and_depth_caps(tmp_path):
     taken = take_in(many, tmp_path / "many_taken", IntakeLimits(max_files=10))
     assert len(taken.accepted) == 10 and len(taken.refused) == 2
     assert "at most 10 files" in taken.refused["f11.txt"]
+    (tmp_path / "crowd").mkdir()
+    crowd = make_submission(tmp_path / "crowd", {"hw4.py": "x = 1\n"})
+    sub = crowd / "fifos"
+    sub.mkdir()
+    for i in range(50):
+        os.mkfifo(sub / f"p{i}")
+    taken = take_in(crowd, tmp_path / "crowd_taken", IntakeLimits(max_files=10))
+    assert taken.accepted == ("hw4.py",)
+    assert taken.refused["..."] == "The submission has more than 40 files and folders; those in fifos and after it were not read."
 
 
 def test_a_refused_code_file_is_named_when_the_code_is_looked_for(tmp_path):
