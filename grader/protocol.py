@@ -37,6 +37,9 @@ import numpy as np
 _dumps, _loads, _np_save, _np_load = json.dumps, json.loads, np.save, np.load
 _np_require = np.require  # not ascontiguousarray: that one turns 0-d arrays into shape (1,)
 _os_read, _os_readv, _os_write, _select = os.read, os.readv, os.write, select.select
+# Builtins too: the child decodes requests with this code after student code ran (hostile `monkeypatch` replaces `any`).
+_any, _max = any, max
+_np_frombuffer, _np_cumsum, _np_count_nonzero, _np_empty = np.frombuffer, np.cumsum, np.count_nonzero, np.empty
 _read_magic, _read_header_1, _read_header_2 = (np.lib.format.read_magic, np.lib.format.read_array_header_1_0,
                                                np.lib.format.read_array_header_2_0)
 
@@ -130,21 +133,21 @@ def _prescan(doc: bytes, limits: DecodeLimits) -> None:
     stops: that prefix is valid, and its counts are part of the totals.
     """
     text = doc.replace(b"\\\\", b"").replace(b'\\"', b"")
-    data = np.frombuffer(text, dtype=np.uint8)
+    data = _np_frombuffer(text, dtype=np.uint8)
     values, depth, deepest, inside = 1, 0, 0, 0
     for start in range(0, len(data), _SCAN_CHUNK):
         chunk = data[start:start + _SCAN_CHUNK]
-        parity = (np.cumsum(chunk == ord('"'), dtype=np.uint8) + inside) & 1  # 1 from an opening quote to before its closing one
+        parity = (_np_cumsum(chunk == ord('"'), dtype=np.uint8) + inside) & 1  # 1 from an opening quote to before its closing one
         inside = int(parity[-1])
         outside = chunk[parity == 0]
-        values += int(np.count_nonzero(_COUNTED[outside]))
+        values += int(_np_count_nonzero(_COUNTED[outside]))
         if values > limits.max_values:
             raise ProtocolError(f"the reply holds more than {limits.max_values:,} JSON values, the limit")
         steps = _DEPTH_STEP[outside]
         steps = steps[steps != 0]
         if steps.size:
-            levels = np.cumsum(steps, dtype=np.int64) + depth
-            deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+            levels = _np_cumsum(steps, dtype=np.int64) + depth
+            deepest, depth = _max(deepest, int(levels.max())), int(levels[-1])
             if deepest > limits.max_depth:
                 raise ProtocolError(f"the reply nests lists or dicts more than {limits.max_depth} levels deep, the limit")
 
@@ -276,7 +279,7 @@ class _Reader:
         if header_len > NPY_MAX_HEADER or head_size + header_len > size:
             raise ProtocolError(f"invalid array payload: a header of {header_len:,} bytes")
         shape, fortran, dtype = _array_header(head + self.read(header_len))
-        if len(shape) > MAX_ARRAY_DIMS or any(type(n) is not int or n < 0 for n in shape):
+        if len(shape) > MAX_ARRAY_DIMS or _any(type(n) is not int or n < 0 for n in shape):
             raise ProtocolError(f"an array of shape {shape!r} is not allowed")
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
@@ -284,7 +287,7 @@ class _Reader:
             raise ProtocolError(f"an array of shape {shape} and dtype {dtype} needs {nbytes:,} bytes; "
                                 f"{size - head_size - header_len:,} were announced")
         self.budget -= nbytes  # within the message's budget: checked above, before allocating
-        arr = np.empty(count, dtype=dtype)
+        arr = _np_empty(count, dtype=dtype)
         self.read_into(memoryview(arr).cast("B"))
         return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
 
