@@ -7,15 +7,17 @@ and a `GradingRun` always comes back.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from grader.checks import REGISTRY, Context, Outcome, finish, timed_run
-from grader.loading.files import find_files
+from grader.loading.files import find_files, intake_limits, take_in
 from grader.results import CheckResult, GradingRun
 from grader.rubric.model import Rubric
-from grader.sandbox.client import Limits, Sandbox
+from grader.sandbox.client import Limits, LoadReport, Sandbox
 
 
 
@@ -30,10 +32,13 @@ def limits_for(rubric: Rubric) -> Limits:
 
 
 def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None = None) -> list[Path]:
-    """What the child must never see: the reference, the rubrics, results and hidden data, and, when the
-    rubric trains models, every copy of the datasets' test labels (`grader.training.label_files`)."""
+    """What the child must never see: the reference, the rubrics, results and hidden data, and, when a
+    check trains or evaluates models, every copy of the datasets' test labels (`grader.training.label_files`).
+
+    That follows from the check's kind (`uses_evaluation_labels` on the class), not only from the rubric's
+    `training: true`, which a rubric may leave out."""
     paths = [rubric.reference_path.parent, rubric.path.resolve().parent, *extra]
-    if any(c.training for c in rubric.checks):
+    if any(c.training or getattr(REGISTRY.get(c.kind), "uses_evaluation_labels", False) for c in rubric.checks):
         from grader.training.label_files import evaluation_label_files
 
         # Label files inside bound directories (Debian's datasets under /usr,
@@ -49,24 +54,40 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
                      deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None) -> GradingRun:
     started = time.perf_counter()
     run = GradingRun(assignment=rubric.assignment, submission=str(submission_dir), seed=seed, device=device)
-    files = find_files(submission_dir, rubric.code_files, rubric.answer_files)
+    # Intake: only regular files of bounded size and sane names reach the sandbox, copied into a clean
+    # folder; each refused file is named with the reason, and costs only the checks that need it.
+    workspace = Path(tempfile.mkdtemp(prefix="grader-intake-"))
+    try:
+        intake = take_in(submission_dir, workspace / "submission", intake_limits(rubric.limits))
+    except BaseException:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise
+    run.load_messages += intake.messages()
+    files = find_files(intake.folder, rubric.code_files, rubric.answer_files, refused=intake.refused)
     needs_code = any(REGISTRY[c.kind].needs_code for c in rubric.checks)
-    if files.code is None and needs_code:
-        found = ", ".join(files.present) or "nothing"
+    if files.code is None and needs_code and files.code_refused is None:
+        found = ", ".join(find_files(submission_dir, [], []).present) or "nothing"
         run.load_messages.append(f"No code file found: expected one of {', '.join(rubric.code_files)} "
                                  f"(the submission has: {found}). Checks of code score 0.")
+    no_code = f"No code file to test (expected {' or '.join(rubric.code_files)})."
+    if files.code_refused:
+        no_code = f"No code file to test: {files.code_refused}"
     sandbox = None
     if files.code is not None or files.answers is not None:
         protected = protected_paths(rubric, protect or [], data_dir=data_dir)
-        sandbox = Sandbox(submission_dir=submission_dir, code_file=files.code, answers_file=files.answers,
+        sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
                           load_mode=rubric.load_mode, limits=limits_for(rubric), isolation_level=isolation,
                           protected=protected, device=device)
         run.isolation = sandbox.level
     try:
         load = sandbox.start() if sandbox is not None else None
+        if files.answers_refused and (load is None or (load.answers is None and not load.answers_error)):
+            # The answer checks say why every answer is missing: the file was there, and refused.
+            load = load or LoadReport(ok=True)
+            load.answers_error = files.answers_refused
         if load is not None:
             run.load_messages += load.errors
-            if load.answers_error:
+            if load.answers_error and load.answers_error != files.answers_refused:  # that one is listed above
                 run.load_messages.append(f"Answers: {load.answers_error}")
             if load.skipped:
                 run.load_messages.append(f"Not run at load (only imports, definitions and literal assignments run): "
@@ -85,7 +106,7 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
                 result = finish(spec, Outcome.undecided("Not run: the grader's overall time budget ran out before this "
                                                          "check; the course staff will review it."))
             elif kind.needs_code and files.code is None:
-                result = finish(spec, Outcome.fail("missing", f"No code file to test (expected {' or '.join(rubric.code_files)})."))
+                result = finish(spec, Outcome.fail("missing", no_code))
             elif kind.needs_code and load is not None and not load.names and load.errors:
                 result = finish(spec, Outcome.fail("not_loaded", "Your code could not be loaded: " + " | ".join(load.errors[:3])))
             else:
@@ -97,6 +118,7 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
     finally:
         if sandbox is not None:
             sandbox.close()
+        shutil.rmtree(workspace, ignore_errors=True)
     run.seconds = round(time.perf_counter() - started, 3)
     return run
 

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -54,6 +55,16 @@ class Expect:
     levels: tuple[str, ...] = ("bubblewrap",)  # isolation levels it is graded at
     needs_pids_cgroup: tuple[str, ...] = ()  # levels at which only a pids cgroup contains the attack
     cli: bool = False  # graded through the command line (it attacks the grading process itself)
+    # Applied to the copied folder before grading: what git cannot carry (links, FIFOs).
+    prepare: Callable[[Path], None] | None = None
+
+
+def link_code_to_reference(submission: Path) -> None:
+    """symlink_code: hw4.py becomes a link to the reference, plus a FIFO and a link to /etc/passwd."""
+    (submission / "hw4.py").unlink()
+    os.symlink(REFERENCE, submission / "hw4.py")
+    os.mkfifo(submission / "notes")
+    os.symlink("/etc/passwd", submission / "data.txt")
 
 
 ATTACKS: dict[str, Expect] = {
@@ -85,6 +96,20 @@ ATTACKS: dict[str, Expect] = {
     # the command line (no escape sequence may reach a report or the terminal).
     "hidden_leak": Expect(failed={"p2": r"differs from the expected value"}),
     "escape_sequences": Expect(failed={"p3": r"ValueError: .*All tests passed: 90 / 90"}),
+    # Bounded decoding: a frame written straight on the reply pipe costs its own request, not the grader.
+    "reply_bomb": Expect(failed={"*": r"not plain data: the reply's JSON part is 419,430,400 bytes, more than the limit"},
+                         output=r"Loading the submission failed: sent back something that is not plain data",
+                         levels=("bubblewrap", "process")),
+    "deep_reply": Expect(failed={"p3": r"not plain data: the reply nests lists or dicts more than 64 levels deep"}),
+    "wide_reply": Expect(failed={"p2": r"not plain data: the reply holds more than 500,000 JSON values"}),
+    # Intake and bounded answers: an odd file or value costs only what needs it.
+    "symlink_code": Expect(failed={"*": r"No code file to test: hw4\.py is a symbolic link; upload the file itself\."},
+                           output=r"Not graded: data\.txt is a symbolic link.*\nNot graded: hw4\.py is a symbolic link.*"
+                                  r"\nNot graded: notes is a FIFO", levels=("bubblewrap", "process"),
+                           prepare=link_code_to_reference),
+    "huge_integer": Expect(),
+    "deep_yaml": Expect(output=r"Answers: answers\.yaml cannot be read: lists or mappings nested more than 32 deep at line 5"),
+    "alias_bomb": Expect(output=r"Answers: answers\.yaml cannot be read: aliases \(\*name\) at line 9 expand to more than 50,000"),
 }
 
 
@@ -139,6 +164,8 @@ def grade_in_process(name: str, level: str, *, workdir: Path, rubric, source: Pa
     workdir.mkdir(parents=True)
     submission = workdir / "submission"
     shutil.copytree(source or HOSTILE / name, submission)
+    if name in ATTACKS and ATTACKS[name].prepare:
+        ATTACKS[name].prepare(submission)
     results = workdir / "results" / "results.json"
     started = time.monotonic()
     run = grade_submission(submission, rubric, seed=SEED, isolation=level, protect=[results.parent], skip_training=True)
@@ -155,6 +182,8 @@ def grade(name: str, level: str, *, workdir: Path, rubric: Path, source: Path | 
     workdir.mkdir(parents=True)
     submission = workdir / "submission"
     shutil.copytree(source or HOSTILE / name, submission)
+    if name in ATTACKS and ATTACKS[name].prepare:
+        ATTACKS[name].prepare(submission)
     decoy = workdir / "decoy" / "results.json"
     decoy.parent.mkdir()
     decoy.write_text('{"decoy": true}')

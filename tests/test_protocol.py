@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import struct
 import threading
 
@@ -81,3 +83,88 @@ def test_a_closed_pipe_means_the_peer_is_gone():
     with pytest.raises(protocol.PeerClosed):
         protocol.read_message(r, timeout=1)
     os.close(r)
+
+
+# Bounded decoding (issues 8 and 13): what decoding may build, not only the bytes read ---------------------------
+
+SMALL = protocol.DecodeLimits(max_json_bytes=1 << 16, max_depth=8, max_values=1000, max_items=100,
+                              max_string_chars=50, max_arrays=3)
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_claiming(shape: tuple[int, ...], payload: bytes = b"\0" * 16) -> bytes:
+    """A .npy whose header announces `shape` (float64) but which carries only `payload`."""
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape!r}, }}".encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + payload
+
+
+@pytest.mark.parametrize("doc,phrase", [
+    (b'{"a":' * 9 + b"1" + b"}" * 9, "more than 8 levels deep"),
+    (b"[" + b",".join([b"[]"] * 5000) + b"]", "more than 1,000 JSON values"),
+    (b'{"v": [' + b",".join([b"1"] * 101) + b"]}", "a list in the reply has 101 items, more than the limit of 100"),
+    (b"{" + b",".join(b'"k%d":1' % i for i in range(101)) + b"}", "a dict in the reply has 101 keys"),
+    (b'{"s": "' + b"x" * 51 + b'"}', "a string in the reply is 51 characters long"),
+    (b'{"' + b"k" * 51 + b'": 1}', "a key in the reply is 51 characters long"),
+    (b'{"x": NaN}', "the JSON constant NaN is not allowed"),
+    (b'{"x": ' + b"7" * 5000 + b"}", "invalid JSON"),  # past Python's int max-str-digits
+    (b"x" * (1 << 17), "the reply's JSON part is 131,072 bytes, more than the limit of 65,536"),
+])
+def test_decoding_limits_are_sentences(doc, phrase):
+    with pytest.raises(protocol.ProtocolError, match=re.escape(phrase)):
+        _read_raw(_frame(doc, []), limits=SMALL)
+
+
+def test_a_100000_deep_frame_is_refused_before_json_loads_recurses():
+    doc = b'{"ok": true, "value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(protocol.ProtocolError, match=re.escape("nests lists or dicts more than 64 levels deep, the limit")):
+        _read_raw(_frame(doc, []))
+
+
+def test_brackets_and_commas_inside_strings_do_not_count():
+    tricky = {"s": "[[[[[[[[[[,,,,:::{{{{{{{{{" * 1, "t": ['"\\[', "]]]]]]]]]]]]]"]}
+    doc = json.dumps(tricky).encode()
+    assert _read_raw(_frame(doc, []), limits=SMALL) == tricky
+    deep_enough = [[[[[[[1]]]]]]]  # 7 levels, within 8
+    assert _read_raw(_frame(json.dumps(deep_enough).encode(), []), limits=SMALL) == deep_enough
+
+
+def test_an_array_header_is_checked_before_its_data_is_allocated():
+    # 10**12 float64 would be 8 TB: refused from the header, nothing allocated.
+    with pytest.raises(protocol.ProtocolError, match=re.escape("needs 8,000,000,000,000 bytes; 16 were announced")):
+        _read_raw(_frame(b'{"__ndarray__": 0}', [_npy_claiming((10**12,))]))
+    with pytest.raises(protocol.ProtocolError, match="shape"):
+        _read_raw(_frame(b'{"__ndarray__": 0}', [_npy_claiming((-1, 2))]))
+    with pytest.raises(protocol.ProtocolError, match="4 arrays, more than the limit of 3"):
+        _read_raw(_frame(b"[]", [_npy(np.zeros(1))] * 4), limits=SMALL)
+    with pytest.raises(protocol.ProtocolError, match="dtype"):
+        _read_raw(_frame(b'{"__ndarray__": 0}', [_npy(np.array(["text"]))]))
+
+
+@pytest.mark.parametrize("arr", [np.arange(12.0).reshape(3, 4), np.asfortranarray(np.arange(12).reshape(3, 4)),
+                                 np.array(3.5), np.zeros((0, 5), np.int8), np.array([True, False]),
+                                 np.arange(6, dtype=">i4").reshape(2, 3)])
+def test_arrays_come_back_equal_and_writable(arr):
+    back = roundtrip({"a": arr})["a"]
+    assert back.shape == arr.shape and back.dtype == arr.dtype
+    np.testing.assert_array_equal(back, arr)
+    assert back.flags.writeable
+
+
+def test_a_maximal_reply_under_the_default_limits_decodes(tmp_path):
+    """The limits refuse bombs, not ordinary large replies: a 400,000-item list and a 4 MB string pass."""
+    value = {"items": list(range(400_000)), "text": "x" * (4 << 20)}
+    back = roundtrip(value)
+    assert back["items"] == value["items"] and back["text"] == value["text"]
+
+
+@pytest.mark.parametrize("text", ['\\', '\\\\', '"', '\\"', '\\\\"[[[', ']]]}}}\\', '"[{,:}]"', 'é\u2028\x00', '\\u0022'])
+def test_escapes_never_confuse_the_prescan(text):
+    """Escaped quotes and backslashes next to brackets: the value comes back intact and within the limits."""
+    value = {"s": [text, {text: text}], "n": [[1, [2]], text * 3]}
+    assert _read_raw(_frame(json.dumps(value).encode(), []), limits=SMALL) == value

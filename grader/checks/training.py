@@ -97,6 +97,7 @@ def train_settings(params: dict[str, Any], split: Split, *, device: str, budget_
 @register
 class TrainingCheck(Check):
     kind = "training"
+    uses_evaluation_labels = True  # the child must never read the test labels (engine.protected_paths)
     findings = Check.findings + FINDINGS
 
     @classmethod

@@ -194,6 +194,7 @@ class Verdict:
 @register
 class TrainingLoopCheck(Check):
     kind = "training_loop"
+    uses_evaluation_labels = True  # the child must never read the test labels (engine.protected_paths)
     findings = Check.findings + FINDINGS
 
     @classmethod
