@@ -16,7 +16,11 @@ from conftest import ROOT, grade
 # (check id in rubrics/hw4.yaml, variant name in tests/data/hw4_variants.py, passes?, phrase in feedback)
 CASES = [
     ("p1", "fd_ok_float64", True, "Correct"),
-    ("p1", "fd_swapped", False, "differs from the expected value"),
+    ("p1", "fd_swapped", False, "output channels 0 and 1 are swapped"),
+    ("p1", "fd_swapped_student", False, "Your filters are right but output channels 0 and 1 are swapped"),
+    ("p1", "fd_dict_padding", True, "Correct"),
+    ("p1", "fd_huge_padding", False, "padded input far larger than the expected convolution's"),
+    ("p1", "fd_both_vertical", False, "differs from the expected value"),
     ("p1", "fd_sign", False, "differs from the expected value"),
     ("p1", "fd_shape", False, "4 dimensions"),
     ("p1", "fd_raises", False, "RuntimeError: not implemented yet"),
@@ -25,6 +29,10 @@ CASES = [
     ("p2", "avg_single", False, "mixes channels"),
     ("p2", "avg_stride1", False, "has shape"),
     ("p2", "avg_returns_list", False, "should be a tensor"),
+    ("p2", "avg_huge_stride", False, "far larger than the expected convolution's"),
+    ("p2", "avg_zero_stride", False, "the stride must be at least 1, got 0"),
+    # p2 accepts no permutation: named, no credit
+    ("p2", "avg_rolled", False, "your channel 0 is expected channel 1"),
     ("p3", "gray_rounded", True, "Correct"),
     ("p3", "gray_mean", False, "tolerance 0.001"),
     ("p3", "gray_bgr", False, "tolerance 0.001"),
@@ -54,6 +62,10 @@ CASES = [
 ]
 
 
+# Rows that keep part of the points (an accepted form with the rubric's partial credit).
+PARTIAL = {("p1", "fd_swapped"): 5.0, ("p1", "fd_swapped_student"): 5.0}
+
+
 @pytest.fixture(scope="module")
 def graded(hw4_rubric, tmp_path_factory):
     """One submission holding every variant; one check per table row."""
@@ -74,8 +86,9 @@ def test_check_verdict_and_feedback(graded, check_id, variant, passes, phrase):
     text = "\n".join(result.feedback)
     assert result.passed is passes, text
     assert phrase in text
+    assert result.score == PARTIAL.get((check_id, variant), result.max_score if passes else 0.0), text
     if not passes:
-        assert result.score == 0 and result.items, "a failed check names the rubric item it lost points for"
+        assert result.items, "a failed check names the rubric item it lost points for"
 
 
 def test_a_student_exception_names_the_students_line(graded):

@@ -20,6 +20,28 @@ def fd_swapped():
     return _fd().flip(0)
 
 
+def fd_swapped_student():
+    # horizontal difference first, then vertical (the wrong way round)
+    w = torch.zeros(2, 1, 3, 3)
+    w[0, 0] = torch.tensor([[0., 0., 0.], [0., -1., 1.], [0., 0., 0.]])
+    w[1, 0] = torch.tensor([[0., 0., 0.], [0., -1., 0.], [0., 1., 0.]])
+    return w
+
+
+def fd_dict_padding():
+    return {"weight": _fd(), "stride": 1, "padding": 1}
+
+
+def fd_huge_padding():
+    return {"weight": _fd(), "stride": 1, "padding": 10**6}
+
+
+def fd_both_vertical():
+    w = _fd()
+    w[1] = w[0]
+    return w
+
+
 def fd_sign():
     return -_fd()
 
@@ -45,6 +67,24 @@ def avg_stride1(C, k):
     for c in range(C):
         w[c, c] = 1.0 / k**2
     return {"weight": w, "stride": 1, "padding": 0, "groups": 1}
+
+
+def avg_huge_stride(C, k):
+    w = torch.zeros(C, C, k, k)
+    for c in range(C):
+        w[c, c] = 1.0 / k**2
+    return {"weight": w, "stride": 10**9, "padding": 10**9, "groups": 1}
+
+
+def avg_zero_stride(C, k):
+    return {"weight": torch.full((C, 1, k, k), 1.0 / k**2), "stride": 0, "padding": 0, "groups": C}
+
+
+def avg_rolled(C, k):
+    w = torch.zeros(C, C, k, k)
+    for c in range(C):
+        w[c, (c + 1) % C] = 1.0 / k**2
+    return {"weight": w, "stride": k, "padding": 0, "groups": 1}
 
 
 def avg_returns_list(C, k):
