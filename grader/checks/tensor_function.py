@@ -295,9 +295,9 @@ class TensorFunctionCheck(Check):
         """After a failure on tensors: the same call on float64 NumPy arrays, and the note saying so."""
         reply = self._numpy_request(ctx, args, select)
         if not reply.ok:
-            also = Reply(ok=False, kind=torch_reply.kind, where=torch_reply.where,
-                         message=f"{torch_reply.message}; called again with NumPy float64 arrays it failed too: "
-                                 f"{reply.describe()}")
+            also = Reply(ok=False, kind=torch_reply.kind, where=reply.where,
+                         message=f"{torch_reply.describe()}; called again with NumPy float64 arrays it failed too: "
+                                 f"{reply.message}")
             return also, None
         return reply, (f"Your {self.spec.target} fails on torch tensors ({torch_reply.describe()}) but works on "
                        "NumPy float64 arrays; it was graded on NumPy arrays, which this question accepts.")
