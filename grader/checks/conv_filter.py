@@ -39,7 +39,7 @@ class BadParameters(ValueError):
 def _as_int_or_pair(value: Any, name: str) -> int | tuple[int, ...]:
     if type(value) is int:
         return value
-    if isinstance(value, list) and all(type(v) is int for v in value) and len(value) in (1, 2):
+    if isinstance(value, (list, tuple)) and all(type(v) is int for v in value) and len(value) in (1, 2):
         return tuple(value)
     if isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.size in (1, 2):
         return tuple(int(v) for v in value.reshape(-1)) if value.size == 2 else int(value.reshape(-1)[0])
