@@ -142,8 +142,8 @@ def loss_keepdim(z, y):
 
 
 def loss_random_sign(z, y):
-    """Wrong: twice the loss with a random sign per sample (not a constant factor)."""
-    sign = torch.where(torch.rand(z.shape) < 0.5, -1.0, 1.0).to(z.dtype)
+    """Wrong: twice the loss with signs +, -, +, - ... per sample (not a constant factor)."""
+    sign = 1.0 - 2.0 * (torch.arange(z.numel()) % 2).to(z.dtype)
     return sign * loss_no_half(z, y)
 
 
