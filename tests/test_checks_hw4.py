@@ -95,3 +95,17 @@ def test_a_student_exception_names_the_students_line(graded):
     source = (ROOT / "tests" / "data" / "hw4_variants.py").read_text().splitlines()
     line = next(i for i, text in enumerate(source, start=1) if "not implemented yet" in text)
     assert f"hw4.py, line {line}" in "\n".join(graded["p1#fd_raises"].feedback)
+
+
+def test_equivalent_forms_example_notebook_keeps_the_forms_credit(hw4_rubric):
+    """submissions_example/hw4/forms: both losses return the batch mean (full credit, with a note) and the
+    two finite-difference channels are swapped (half of p1): 85 of 90 without training."""
+    from conftest import EXAMPLES
+
+    run = grade(EXAMPLES / "hw4" / "forms", hw4_rubric, skip_training=True)
+    by_id = {r.check_id: r for r in run.results}
+    assert run.score == 85 and run.max_score == 90, [(r.check_id, r.score, r.feedback) for r in run.results]
+    assert by_id["p1"].score == 5 and "output channels 0 and 1 are swapped" in by_id["p1"].feedback[0]
+    for check_id in ("p5.loss_function", "p5.logistic_loss"):
+        assert by_id[check_id].passed and "returns the mean over the batch" in by_id[check_id].feedback[0]
+    assert {r.check_id for r in run.results if not r.passed and not r.manual} == {"p1"}

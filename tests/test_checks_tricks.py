@@ -134,3 +134,16 @@ def test_zero_dimensional_results_keep_their_shape_across_the_sandbox_boundary()
         os.close(write_end)
     assert message["value"].shape == () and message["value"] == 2.5
     assert message["row"].tolist() == [0.0, 2.0, 4.0]
+
+
+def test_numpy_batchnorm_example_gets_full_marks_and_is_told_it_was_graded_on_arrays(tricks_rubric):
+    """submissions_example/tricks/numpy_batchnorm: CS231n-style NumPy batch norm, the rest in torch."""
+    from conftest import EXAMPLES
+
+    run = grade(EXAMPLES / "tricks" / "numpy_batchnorm", tricks_rubric, skip_training=True)
+    assert run.score == run.max_score == 90, [(r.check_id, r.feedback) for r in run.results if not r.passed]
+    for r in run.results:
+        if r.check_id.startswith("bn."):
+            assert "graded on NumPy arrays" in r.feedback[0], r.check_id
+        else:
+            assert "NumPy" not in "\n".join(r.feedback), r.check_id
