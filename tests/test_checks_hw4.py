@@ -109,3 +109,15 @@ def test_equivalent_forms_example_notebook_keeps_the_forms_credit(hw4_rubric):
     for check_id in ("p5.loss_function", "p5.logistic_loss"):
         assert by_id[check_id].passed and "returns the mean over the batch" in by_id[check_id].feedback[0]
     assert {r.check_id for r in run.results if not r.passed and not r.manual} == {"p1"}
+
+
+def test_partial_examples_half_less_loss_is_a_constant_factor_with_full_credit(hw4_rubric):
+    """submissions_example/hw4/partial writes p5's loss without the ½ factors (twice ℓ): full credit and a note."""
+    from conftest import EXAMPLES
+
+    spec = next(c for c in hw4_rubric.checks if c.id == "p5.loss_function")
+    question = dataclasses.replace(hw4_rubric.questions[0], checks=(spec,), points=spec.points)
+    run = grade(EXAMPLES / "hw4" / "partial", dataclasses.replace(hw4_rubric, questions=[question]))
+    (result,) = run.results
+    assert result.score == result.max_score == 6
+    assert "is 2 times the expected function on every case, values and gradients" in result.feedback[0]
