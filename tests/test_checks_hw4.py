@@ -19,6 +19,7 @@ CASES = [
     ("p1", "fd_swapped", False, "output channels 0 and 1 are swapped"),
     ("p1", "fd_swapped_student", False, "Your filters are right but output channels 0 and 1 are swapped"),
     ("p1", "fd_dict_padding", True, "Correct"),
+    ("p1", "fd_alternating", False, "another order for another case of the same size"),
     ("p1", "fd_huge_padding", False, "padded input far larger than the expected convolution's"),
     ("p1", "fd_both_vertical", False, "differs from the expected value"),
     ("p1", "fd_sign", False, "differs from the expected value"),

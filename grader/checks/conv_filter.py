@@ -206,13 +206,16 @@ class ConvFilterCheck(Check):
                 what = f"For {case_label(case)} and X of shape {shape_str(x.shape)}, conv2d with your filter"
                 problem = compare_arrays(got, expected, rtol=rtol, atol=atol, what=what)
                 if not problem:
-                    if permuted is not None:
+                    if not permutations.consistent(list(range(got.shape[1]))):
                         return Outcome.fail("incorrect", f"{what} gives the expected channels in the expected order here, "
-                                            "but in another order for another case: the channels are not consistently "
-                                            "permuted.")
+                                            "but in another order for another case of the same size: the channels are "
+                                            "not consistently permuted.")
                     continue
                 perm = channel_permutation(got, expected, rtol=rtol, atol=atol)
-                if perm is not None and forms.permutation_credit is not None and permutations.consistent(perm):
+                if perm is not None and forms.permutation_credit is not None:
+                    if not permutations.consistent(perm):
+                        return Outcome.fail("incorrect", problem + f" ({describe_permutation(perm)} here, but the "
+                                            "channels are in another order for another case of the same size)")
                     permuted = perm
                     continue
                 outcome = Outcome.fail("incorrect", problem + (f" ({describe_permutation(perm)})" if perm else ""))

@@ -154,7 +154,7 @@ class TensorFunctionCheck(Check):
                     return reply_failure(reply, f"Calling {where}")
                 got = reply.value["value"]
                 if with_forms and isinstance(expected, np.ndarray):
-                    outcome = self._match_forms(ctx, alive, args, got, expected, reply, weights, grad_wrt, select,
+                    outcome = self._match_forms(ctx, rng, alive, args, got, expected, reply, weights, grad_wrt, select,
                                                 names, where, rtol, atol)
                     if outcome is not None:
                         return self._with_note(outcome, numpy_note)
@@ -194,7 +194,7 @@ class TensorFunctionCheck(Check):
 
     # --- equivalent forms ------------------------------------------------------------------------
 
-    def _match_forms(self, ctx: Context, alive: list[Candidate], args: list[Any], got: Any, expected: np.ndarray,
+    def _match_forms(self, ctx: Context, rng: np.random.Generator, alive: list[Candidate], args: list[Any], got: Any, expected: np.ndarray,
                      reply: Reply, weights: list[np.ndarray] | None, grad_wrt: list[int], select: list[int] | None,
                      names: list[str] | None, where: str, rtol: float, atol: float) -> Outcome | None:
         """Keep in `alive` the forms this case's values and gradients agree with; an Outcome when none is left."""
@@ -213,7 +213,7 @@ class TensorFunctionCheck(Check):
                     w, grads = weights, reply.value.get("grads")
                 else:  # a reduced output: project its gradient with weights of its own shape
                     if shape not in grads_by_shape:
-                        w_own = [ctx.rng(self.spec).standard_normal(shape).astype(np.float64)]
+                        w_own = [np.asarray(rng.standard_normal(shape), dtype=np.float64)]
                         again = ctx.request(self.spec, {"op": "call", "target": self.spec.target, "args": args,
                                                         "grad_wrt": grad_wrt, "grad_weights": w_own}
                                             | ({"op": "call_select", "select": select} if select is not None else {}))

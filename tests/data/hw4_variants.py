@@ -42,6 +42,15 @@ def fd_both_vertical():
     return w
 
 
+_calls = [0]
+
+
+def fd_alternating():
+    """Stateful: the right order on one call, swapped on the next (not one consistent permutation)."""
+    _calls[0] += 1
+    return _fd() if _calls[0] % 2 else _fd().flip(0)
+
+
 def fd_sign():
     return -_fd()
 
