@@ -46,7 +46,7 @@ CASES = [
      "sample and is 2 times the expected function"),
     ("p5.loss_function", "loss_keepdim", False, "loss has shape (1, 1), expected (1). Return one loss per sample (shape (1)), or the mean over the batch (shape ())"),
     ("p5.loss_function", "loss_random_sign", False, "gave a factor of 2, this one gives ratios from -2 to 2"),
-    ("p5.loss_function", "loss_times_batch", False, "gave a factor of 1, this one gives ratios from 7 to 7"),
+    ("p5.loss_function", "loss_times_batch", False, "every value is 7 times the expected one"),
     ("p5.loss_function", "loss_half_gradient", False, "are 2 times the expected ones, but the gradient is not"),
     ("p5.logistic_loss", "logistic_unstable", True, "Correct values and gradients"),
     ("p5.logistic_loss", "logistic_mean", True, "returns the mean over the batch"),

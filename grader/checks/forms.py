@@ -155,13 +155,17 @@ class Candidate:
         parts = []
         if self.reduction != "none":
             parts.append(f"returns {describe_reduction(self.reduction)} instead of one value per sample")
-        if self.factor is not None and self.scaled and not np.isclose(self.factor, 1.0, rtol=1e-6):
+        if self.has_factor():
             parts.append(f"is {self.factor:.6g} times the expected function on every case, values and gradients "
                          "(a constant factor: the same minimiser, the gradients scaled alike)")
         return f"Your {target} " + " and ".join(parts) + "."
 
     def is_exact(self) -> bool:
-        return self.reduction == "none" and (self.factor is None or np.isclose(self.factor, 1.0, rtol=1e-9))
+        return self.reduction == "none" and not self.has_factor()
+
+    def has_factor(self) -> bool:
+        """A fitted factor other than 1 (within 1e-6, far inside any check's tolerance)."""
+        return self.scaled and self.factor is not None and not np.isclose(self.factor, 1.0, rtol=1e-6, atol=0.0)
 
 
 def candidates(forms: AcceptedForms) -> list[Candidate]:
@@ -178,7 +182,7 @@ def credit_of(candidate: Candidate, forms: AcceptedForms) -> float:
     credit = 1.0
     if candidate.reduction != "none":
         credit *= forms.reduction_credit
-    if candidate.scaled and candidate.factor is not None and not np.isclose(candidate.factor, 1.0, rtol=1e-6):
+    if candidate.has_factor():
         credit *= forms.factor_credit if forms.factor_credit is not None else 0.0
     return credit
 

@@ -183,8 +183,8 @@ class TensorFunctionCheck(Check):
             return self._with_note(Outcome(passed=True, feedback=[done]), numpy_note)
         credit = credit_of(form, forms)
         note = form.note(self.spec.target)
-        finding = "constant_factor" if form.scaled and form.reduction == "none" else "reduction"
-        if form.scaled and form.reduction != "none" and credit_of(Candidate(form.reduction, False), forms) >= 1.0:
+        finding = "constant_factor" if form.has_factor() and form.reduction == "none" else "reduction"
+        if form.has_factor() and form.reduction != "none" and credit_of(Candidate(form.reduction, False), forms) >= 1.0:
             finding = "constant_factor"  # the reduction costs nothing: the factor is what the credit is for
         if credit >= 1.0:
             return self._with_note(Outcome(passed=True, feedback=[note + " This question accepts that form.",
@@ -260,7 +260,7 @@ class TensorFunctionCheck(Check):
                        names: list[str] | None, where: str, rtol: float, atol: float) -> Outcome:
         """No accepted form fits: the plain comparison's sentence, with what the accepted forms look like."""
         forms = AcceptedForms.from_params(self.spec.params)
-        fitted = [c for c in alive if c.scaled and c.factor is not None]
+        fitted = [c for c in alive if c.has_factor()]
         if fitted:  # a factor was read from an earlier case and this case breaks it
             c = fitted[0]
             target = reduce(expected.astype(np.float64), c.reduction)
