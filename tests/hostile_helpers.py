@@ -85,8 +85,9 @@ ATTACKS: dict[str, Expect] = {
     # the command line (no escape sequence may reach a report or the terminal).
     "hidden_leak": Expect(failed={"p2": r"differs from the expected value"}),
     "escape_sequences": Expect(failed={"p3": r"ValueError: .*All tests passed: 90 / 90"}),
-    "huge_padding": Expect(failed={"p1": r"padding 15000 .*far larger than the expected convolution's",
-                                   "p2": r"stride 20000, padding 20000 .*far larger than the expected convolution's"}),
+    "huge_padding": Expect(failed={"p1": r"padding 15000, groups 1\) .*far larger than the expected convolution's",
+                                   "p2": r"stride 20000, padding 20000, groups 1\) .*far larger than the expected "
+                                         r"convolution's"}),
 }
 
 
