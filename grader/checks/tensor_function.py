@@ -194,8 +194,8 @@ class TensorFunctionCheck(Check):
 
     # --- equivalent forms ------------------------------------------------------------------------
 
-    def _match_forms(self, ctx: Context, rng: np.random.Generator, alive: list[Candidate], args: list[Any], got: Any, expected: np.ndarray,
-                     reply: Reply, weights: list[np.ndarray] | None, grad_wrt: list[int], select: list[int] | None,
+    def _match_forms(self, ctx: Context, rng: np.random.Generator, alive: list[Candidate], args: list[Any], got: Any,
+                     expected: np.ndarray, reply: Reply, weights: list[np.ndarray] | None, grad_wrt: list[int], select: list[int] | None,
                      names: list[str] | None, where: str, rtol: float, atol: float) -> Outcome | None:
         """Keep in `alive` the forms this case's values and gradients agree with; an Outcome when none is left."""
         if type(got) in (int, float):
