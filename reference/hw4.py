@@ -57,9 +57,15 @@ def rgb_to_gray_weight() -> torch.Tensor:
 
 
 def loss_function(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """MSE of sigmoid outputs against one-hot targets, written for y in {-1, +1} (elementwise)."""
+    """The handout's loss for y in {-1, +1}, one value per sample:
+
+    ℓ(z, y) = ½(1-y)[(1-σ(-z))² + σ(z)²] + ½(1+y)[σ(-z)² + (1-σ(z))²],
+
+    the squared error of the sigmoid outputs (σ(z), σ(-z)) against the one-hot
+    target: for y = +1 only the second bracket counts, with weight 1.
+    """
     s, sn = torch.sigmoid(z), torch.sigmoid(-z)
-    return (1 - y) * ((1 - sn) ** 2 + s**2) + (1 + y) * ((1 - s) ** 2 + sn**2)
+    return 0.5 * (1 - y) * ((1 - sn) ** 2 + s**2) + 0.5 * (1 + y) * (sn**2 + (1 - s) ** 2)
 
 
 def logistic_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

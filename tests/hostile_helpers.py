@@ -110,6 +110,9 @@ ATTACKS: dict[str, Expect] = {
     "huge_integer": Expect(),
     "deep_yaml": Expect(output=r"Answers: answers\.yaml cannot be read: lists or mappings nested more than 32 deep at line 5"),
     "alias_bomb": Expect(output=r"Answers: answers\.yaml cannot be read: aliases \(\*name\) at line 9 expand to more than 50,000"),
+    "huge_padding": Expect(failed={"p1": r"padding 15000, groups 1\) .*far larger than the expected convolution's",
+                                   "p2": r"stride 20000, padding 20000, groups 1\) .*far larger than the expected "
+                                         r"convolution's"}),
 }
 
 

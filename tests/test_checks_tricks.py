@@ -24,6 +24,14 @@ CASES = [
     ("bn.backward", "bn_backward_no_var_term", {"forward": "bn_forward_objcache"}, 0, "dz differs"),
     ("bn.backward", "bn_backward_dgamma_wrong", {"forward": "bn_forward_objcache"}, 0, "dgamma differs"),
     ("bn.backward", "bn_backward_objcache", {"forward": "bn_forward_unbiased"}, 0, "output is not correct either"),
+    # NumPy implementations (array_api: [torch, numpy]): graded on float64 arrays, and told so
+    ("bn.forward", "bn_forward_numpy", {}, 6, "fails on torch tensors (TypeError"),
+    ("bn.forward", "bn_forward_numpy", {"array_api": ["torch"]}, 0, "TypeError"),
+    ("bn.forward", "bn_forward_numpy_unbiased", {}, 0, "out differs from the expected value"),
+    ("bn.forward", "bn_forward_broken_everywhere", {}, 0, "called again with NumPy float64 arrays it failed too"),
+    ("bn.backward", "bn_backward_numpy", {"forward": "bn_forward_numpy"}, 10, "graded on NumPy arrays"),
+    ("bn.backward", "bn_backward_numpy_no_dvar", {"forward": "bn_forward_numpy"}, 0, "dz differs"),
+    ("bn.jacobian", "jac_numpy", {}, 8, "it was graded on NumPy arrays"),
     ("bn.jacobian", "jac_autograd", {}, 8, "Correct values"),
     ("bn.jacobian", "jac_slide", {}, 0, "the right cross term is -(z_i-mu)(z_j-mu)"),
     ("bn.jacobian", "jac_no_cross", {}, 0, "differs from the expected value"),
@@ -126,3 +134,16 @@ def test_zero_dimensional_results_keep_their_shape_across_the_sandbox_boundary()
         os.close(write_end)
     assert message["value"].shape == () and message["value"] == 2.5
     assert message["row"].tolist() == [0.0, 2.0, 4.0]
+
+
+def test_numpy_batchnorm_example_gets_full_marks_and_is_told_it_was_graded_on_arrays(tricks_rubric):
+    """submissions_example/tricks/numpy_batchnorm: CS231n-style NumPy batch norm, the rest in torch."""
+    from conftest import EXAMPLES
+
+    run = grade(EXAMPLES / "tricks" / "numpy_batchnorm", tricks_rubric, skip_training=True)
+    assert run.score == run.max_score == 90, [(r.check_id, r.feedback) for r in run.results if not r.passed]
+    for r in run.results:
+        if r.check_id.startswith("bn."):
+            assert "graded on NumPy arrays" in r.feedback[0], r.check_id
+        else:
+            assert "NumPy" not in "\n".join(r.feedback), r.check_id

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
+import sympy
 import torch
 import torch.nn.functional as F
 
@@ -50,12 +52,47 @@ def test_p3_gray_weight_is_bt601_and_maps_three_channels_to_one():
     torch.testing.assert_close(y[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])
 
 
-def test_p5_loss_function_is_twice_the_mse_of_sigmoid_outputs_against_one_hot_targets():
+def _handout_loss_numpy(z, y):
+    """The handout's formula written out again in numpy, term by term (σ(t) = 1/(1+e^-t))."""
+    sig = lambda t: 1.0 / (1.0 + np.exp(-t))  # noqa: E731
+    return (0.5 * (1 - y) * ((1 - sig(-z)) ** 2 + sig(z) ** 2)
+            + 0.5 * (1 + y) * (sig(-z) ** 2 + (1 - sig(z)) ** 2))
+
+
+def test_p5_loss_function_is_the_handouts_formula_values_and_gradients():
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal(64) * 3
+    y = rng.choice([-1.0, 1.0], size=64)
+    zt = torch.from_numpy(z).requires_grad_(True)
+    got = hw4.loss_function(zt, torch.from_numpy(y))
+    np.testing.assert_allclose(got.detach().numpy(), _handout_loss_numpy(z, y), rtol=1e-12, atol=1e-15)
+    # gradients against a central finite difference of the numpy formula
+    (grad,) = torch.autograd.grad(got.sum(), zt)
+    h = 1e-6
+    numeric = (_handout_loss_numpy(z + h, y) - _handout_loss_numpy(z - h, y)) / (2 * h)
+    np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_p5_loss_function_symbolically_is_the_squared_error_of_the_two_sigmoid_outputs():
+    """sympy: for y = +1 ℓ = σ(-z)² + (1-σ(z))², for y = -1 ℓ = (1-σ(-z))² + σ(z)²; both equal 2σ(-z)² resp. 2σ(z)²."""
+    zs = sympy.symbols("z", real=True)
+    sig = lambda t: 1 / (1 + sympy.exp(-t))  # noqa: E731
+    handout = {y: sympy.Rational(1, 2) * (1 - y) * ((1 - sig(-zs)) ** 2 + sig(zs) ** 2)
+               + sympy.Rational(1, 2) * (1 + y) * (sig(-zs) ** 2 + (1 - sig(zs)) ** 2) for y in (-1, 1)}
+    assert sympy.simplify(handout[1] - 2 * sig(-zs) ** 2) == 0
+    assert sympy.simplify(handout[-1] - 2 * sig(zs) ** 2) == 0
+    f = sympy.lambdify(zs, handout[1], "math")
+    for value in (-3.0, -0.5, 0.0, 1.25, 4.0):
+        got = hw4.loss_function(torch.tensor([value], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
+        assert got.item() == pytest.approx(f(value), rel=1e-12)
+
+
+def test_p5_loss_function_is_the_mse_of_sigmoid_outputs_against_one_hot_targets_summed_over_the_two_classes():
     z = torch.randn(50, dtype=torch.float64) * 3
     y = torch.randint(0, 2, (50,)).double() * 2 - 1
     probs = torch.stack([torch.sigmoid(z), torch.sigmoid(-z)], dim=1)  # (N, 2): P(y=+1), P(y=-1)
     onehot = torch.stack([(y > 0).double(), (y < 0).double()], dim=1)
-    expected = 2 * F.mse_loss(probs, onehot, reduction="none").sum(dim=1)
+    expected = F.mse_loss(probs, onehot, reduction="none").sum(dim=1)
     torch.testing.assert_close(hw4.loss_function(z, y), expected)
 
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
+from grader.checks.forms import validate_forms
 from grader.results import AppliedItem, CheckResult
 from grader.rubric.model import CheckSpec, KnownMistake, Rubric
 from grader.sandbox.client import LoadReport, Reply, Sandbox
@@ -138,6 +139,10 @@ class Check:
     required_params: ClassVar[tuple[str, ...]] = ()
     needs_target: ClassVar[bool] = True
     needs_reference: ClassVar[bool] = True
+    #: Equivalent forms this kind recognises under params.accept, and the array libraries it can call with
+    #: (see grader.checks.forms); anything else in a rubric is an error at load.
+    accepted_forms: ClassVar[tuple[str, ...]] = ()
+    array_apis: ClassVar[tuple[str, ...]] = ("torch",)
 
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
@@ -153,6 +158,7 @@ class Check:
         for name in cls.required_params:
             if name not in spec.params:
                 problems.append((f"params.{name}", f"a {cls.kind} check needs params.{name}"))
+        problems += validate_forms(cls.kind, spec.params, cls.accepted_forms, cls.array_apis)
         return problems
 
     @classmethod

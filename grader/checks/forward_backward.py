@@ -6,6 +6,11 @@ choice). The grads are compared with autograd through the reference forward
 pass, here, in float64: the gradient of ``sum(dout * out)`` with respect to
 the arguments ``params.grad_wrt``, in that order (for batch norm: z, gamma,
 beta -> dz, dgamma, dbeta).
+
+With ``array_api: [torch, numpy]`` a forward/backward pair that raises on
+tensors (a CS231n-style NumPy implementation) is run again in the sandbox
+with float64 NumPy arrays; its output and gradients are compared by value
+the same way, and the feedback says it was graded on arrays.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ import torch
 from grader.checks import register
 from grader.checks.base import (COMMON_FINDINGS, Check, Context, Outcome, case_label, compare_arrays, make_args,
                                 reply_failure)
+from grader.checks.forms import AcceptedForms
+from grader.sandbox.client import Reply
 
 FINDINGS = ("forward_incorrect",)
 
@@ -37,6 +44,7 @@ class ForwardBackwardCheck(Check):
     kind = "forward_backward"
     findings = COMMON_FINDINGS + FINDINGS
     required_params = ("forward", "args", "grad_wrt")
+    array_apis = ("torch", "numpy")
 
     def run(self, ctx: Context) -> Outcome:
         p = self.spec.params
@@ -47,6 +55,8 @@ class ForwardBackwardCheck(Check):
         reference = getattr(ctx.reference, self.spec.reference)
         cases = p.get("cases", [{}])
         forward_wrong: str | None = None
+        forms = AcceptedForms.from_params(p)
+        numpy_note: str | None = None  # set once the pair is graded on NumPy arrays
         for case in cases:
             args = make_args(p["args"], case, rng)
             with torch.no_grad():  # the output's shape, for the upstream gradient dout
@@ -55,8 +65,21 @@ class ForwardBackwardCheck(Check):
             dout = rng.standard_normal(out_shape)  # float64
             ref_out, ref_grads = autograd_reference(reference, args, grad_wrt, dout)
             where = f"{self.spec.target}(dout, cache) after {p['forward']}(...) with {case_label(case)}"
-            reply = ctx.request(self.spec, {"op": "forward_backward", "forward": p["forward"], "target": self.spec.target,
-                                            "args": args, "dout": dout})
+            request = {"op": "forward_backward", "forward": p["forward"], "target": self.spec.target,
+                       "args": args, "dout": dout}
+            if numpy_note is not None:
+                request["array_api"] = "numpy"
+            reply = ctx.request(self.spec, request)
+            if not reply.ok and reply.kind == "student" and numpy_note is None and forms.numpy_fallback:
+                again = ctx.request(self.spec, request | {"array_api": "numpy"})
+                if not again.ok:
+                    return reply_failure(Reply(ok=False, kind=reply.kind, where=again.where, message=(
+                        f"{reply.describe()}; run again with NumPy float64 arrays it failed too: {again.message}")),
+                        f"Running {where}")
+                numpy_note = (f"Your {p['forward']} and {self.spec.target} fail on torch tensors ({reply.describe()}) "
+                              "but work on NumPy float64 arrays; they were graded on NumPy arrays, which this "
+                              "question accepts.")
+                reply = again
             if not reply.ok:
                 return reply_failure(reply, f"Running {where}")
             out, grads = reply.value.get("out"), reply.value.get("grads")
@@ -71,7 +94,9 @@ class ForwardBackwardCheck(Check):
                 if problem:
                     finding = "wrong_shape" if "has shape" in problem else "incorrect"
                     return Outcome(passed=False, findings=[finding],
-                                   feedback=[problem + " (compared with autograd of the forward pass in float64)"]
+                                   feedback=([numpy_note] if numpy_note else [])
+                                   + [problem + " (compared with autograd of the forward pass in float64)"]
                                    + ([forward_wrong] if forward_wrong else []))
-        return Outcome(passed=True, feedback=[f"Gradients equal autograd's on {len(cases)} case(s) "
-                                              f"(float64, relative tolerance {rtol:g}), using your own cache."])
+        return Outcome(passed=True, feedback=([numpy_note] if numpy_note else [])
+                       + [f"Gradients equal autograd's on {len(cases)} case(s) "
+                          f"(float64, relative tolerance {rtol:g}), using your own cache."])

@@ -16,6 +16,17 @@ case may carry its own literal ``args`` and a ``label``) and/or ``grid``
 With ``select: [0]`` only those outputs of a tuple are compared (and sent
 back from the sandbox): ``batchnorm_forward`` returns ``(out, cache)`` and
 the cache is the student's own business.
+
+Equivalent forms (see `grader.checks.forms`): with ``accept.reduction`` a
+function that returns the mean or sum over the batch of the reference's
+per-sample values is compared by value in that form; with
+``accept.constant_factor`` one positive factor, fitted on the first case and
+held for every later case, values and gradients, is recognised and explained;
+with ``array_api: [torch, numpy]`` a function that raises on tensors is called
+again (in the sandbox) with float64 NumPy arrays and graded on those (such a
+check cannot also check gradients: the rubric loader refuses ``grad_wrt``
+there). Each form gets the rubric's credit and a sentence saying what was
+recognised.
 """
 from __future__ import annotations
 
@@ -25,7 +36,11 @@ import numpy as np
 import torch
 
 from grader.checks import register
-from grader.checks.base import Check, Context, Outcome, case_label, compare_arrays, grid_cases, make_args, reply_failure
+from grader.checks.base import (COMMON_FINDINGS, Check, Context, Outcome, case_label, compare_arrays, grid_cases,
+                                make_args, reply_failure, shape_str)
+from grader.checks.forms import (AcceptedForms, Candidate, candidates, credit_of, describe_reduction, reduce,
+                                 validate_forms)
+from grader.sandbox.client import Reply
 
 
 def _to_numpy(value: Any) -> Any:
@@ -45,11 +60,13 @@ def _pick(out: Any, select: list[int] | None) -> Any:
 
 
 def _reference_call(fn: Any, args: list[Any], grad_wrt: list[int], weights: list[np.ndarray] | None,
-                    select: list[int] | None = None) -> tuple[Any, list[Any]]:
+                    select: list[int] | None = None, reduction: str = "none") -> tuple[Any, list[Any]]:
     targs = [torch.from_numpy(a.copy()) if isinstance(a, np.ndarray) else a for a in args]
     for i in grad_wrt:
         targs[i] = targs[i].requires_grad_(True)
     out = _pick(fn(*targs), select)
+    if reduction != "none" and isinstance(out, torch.Tensor) and out.ndim > 0:  # an accepted reduced form
+        out = out.mean(dim=0) if reduction == "mean" else out.sum(dim=0)
     grads: list[Any] = []
     if grad_wrt:
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -83,6 +100,22 @@ def _scale_hint(got: Any, expected: np.ndarray) -> str:
 class TensorFunctionCheck(Check):
     kind = "tensor_function"
     required_params = ("args",)
+    findings = COMMON_FINDINGS + ("reduction", "constant_factor")
+    accepted_forms = ("reduction", "constant_factor")
+    array_apis = ("torch", "numpy")
+
+    @classmethod
+    def validate_spec(cls, spec: Any) -> list[tuple[str, str]]:
+        problems = super().validate_spec(spec)
+        p = spec.params
+        forms = p.get("accept") or {}
+        if "numpy" in (p.get("array_api") or []) and p.get("grad_wrt"):
+            problems.append(("params.array_api", "a check with grad_wrt compares gradients by autograd, which NumPy "
+                             "arrays do not have: accept numpy only on checks without grad_wrt"))
+        if isinstance(forms, dict) and ({"reduction", "constant_factor"} & set(forms)) and len(p.get("outputs") or []) > 1:
+            problems.append(("params.accept", "reduction and constant_factor apply to a function with one output; "
+                             f"this check names {len(p['outputs'])} outputs"))
+        return problems
 
     def run(self, ctx: Context) -> Outcome:
         p = self.spec.params
@@ -92,6 +125,10 @@ class TensorFunctionCheck(Check):
         names = p.get("outputs")
         select = [int(i) for i in p["select"]] if "select" in p else None
         reference = getattr(ctx.reference, self.spec.reference)
+        forms = AcceptedForms.from_params(p)
+        alive = candidates(forms)  # the forms the student's function may still have (the exact one first)
+        with_forms = len(alive) > 1  # the rubric accepts more than the reference's own form
+        numpy_note: str | None = None  # set once the function is graded on NumPy arrays
         cases = list(p.get("cases", [])) + grid_cases(p.get("grid")) or [{}]
         for case in cases:
             for _ in range(int(p.get("repeats", 1))):
@@ -99,22 +136,35 @@ class TensorFunctionCheck(Check):
                 expected, _ = _reference_call(reference, args, [], None, select)
                 expected_list = expected if isinstance(expected, list) else [expected]
                 weights = [rng.standard_normal(np.shape(e)).astype(np.float64) for e in expected_list] if grad_wrt else None
-                request = {"op": "call", "target": self.spec.target, "args": args}
-                if select is not None:
-                    request |= {"op": "call_select", "select": select}
-                if grad_wrt:
-                    request |= {"grad_wrt": grad_wrt, "grad_weights": weights}
-                reply = ctx.request(self.spec, request)
                 where = f"{self.spec.target} with {case_label(case)}"
+                if numpy_note is None:
+                    request = {"op": "call", "target": self.spec.target, "args": args}
+                    if select is not None:
+                        request |= {"op": "call_select", "select": select}
+                    if grad_wrt:
+                        request |= {"grad_wrt": grad_wrt, "grad_weights": weights}
+                    reply = ctx.request(self.spec, request)
+                    if not reply.ok and reply.kind == "student" and forms.numpy_fallback:
+                        reply, numpy_note = self._numpy_call(ctx, args, select, reply, where)
+                        if numpy_note is None:
+                            return reply_failure(reply, f"Calling {where}")
+                else:
+                    reply = self._numpy_request(ctx, args, select)
                 if not reply.ok:
                     return reply_failure(reply, f"Calling {where}")
                 got = reply.value["value"]
+                if with_forms and isinstance(expected, np.ndarray):
+                    outcome = self._match_forms(ctx, rng, alive, args, got, expected, reply, weights, grad_wrt, select,
+                                                names, where, rtol, atol)
+                    if outcome is not None:
+                        return self._with_note(outcome, numpy_note)
+                    continue
                 problem = self._compare_outputs(got, expected, names, where, rtol, atol)
                 if problem:
                     outcome = Outcome.fail(*problem)
                     if p.get("nan_hint") and _has_nan(got):
                         outcome.feedback.append(str(p["nan_hint"]))
-                    return self._explain(ctx, args, got, outcome)
+                    return self._with_note(self._explain(ctx, args, got, outcome), numpy_note)
                 if grad_wrt:
                     _, ref_grads = _reference_call(reference, args, grad_wrt, weights, select)
                     grads = reply.value.get("grads")
@@ -127,7 +177,136 @@ class TensorFunctionCheck(Check):
                             return Outcome.fail("incorrect", problem_g + " (values are right, so the function is not "
                                                 "differentiable the same way: check for detach(), numpy, or in-place ops)")
         what = "values and gradients" if grad_wrt else "values"
-        return Outcome(passed=True, feedback=[f"Correct {what} on {len(cases)} case(s) with random inputs."])
+        done = f"Correct {what} on {len(cases)} case(s) with random inputs."
+        form = alive[0]
+        if form.is_exact():
+            return self._with_note(Outcome(passed=True, feedback=[done]), numpy_note)
+        credit = credit_of(form, forms)
+        note = form.note(self.spec.target)
+        finding = "constant_factor" if form.has_factor() and form.reduction == "none" else "reduction"
+        if form.has_factor() and form.reduction != "none" and credit_of(Candidate(form.reduction, False), forms) >= 1.0:
+            finding = "constant_factor"  # the reduction costs nothing: the factor is what the credit is for
+        if credit >= 1.0:
+            return self._with_note(Outcome(passed=True, feedback=[note + " This question accepts that form.",
+                                                                 f"{done[:-1]}, in that form."]), numpy_note)
+        return self._with_note(Outcome.fail(finding, note + f" This question gives {credit:.0%} of its points for "
+                                            "that form.", f"{done[:-1]}, in that form.", credit=credit), numpy_note)
+
+    # --- equivalent forms ------------------------------------------------------------------------
+
+    def _match_forms(self, ctx: Context, rng: np.random.Generator, alive: list[Candidate], args: list[Any], got: Any,
+                     expected: np.ndarray, reply: Reply, weights: list[np.ndarray] | None, grad_wrt: list[int], select: list[int] | None,
+                     names: list[str] | None, where: str, rtol: float, atol: float) -> Outcome | None:
+        """Keep in `alive` the forms this case's values and gradients agree with; an Outcome when none is left."""
+        if type(got) in (int, float):
+            got = np.asarray(got, dtype=np.float64)  # a Python number is a 0-d value
+        survivors = [c for c in alive if c.matches(got, expected, rtol=rtol, atol=atol)]
+        if not survivors:
+            return self._forms_failure(ctx, args, got, expected, alive, names, where, rtol, atol)
+        if grad_wrt:
+            reference = getattr(ctx.reference, self.spec.reference)
+            grads_by_shape: dict[tuple[int, ...], Any] = {}
+            kept = []
+            for c in survivors:
+                shape = tuple(np.shape(got))
+                if shape == expected.shape:
+                    w, grads = weights, reply.value.get("grads")
+                else:  # a reduced output: project its gradient with weights of its own shape
+                    if shape not in grads_by_shape:
+                        w_own = [np.asarray(rng.standard_normal(shape), dtype=np.float64)]
+                        again = ctx.request(self.spec, {"op": "call", "target": self.spec.target, "args": args,
+                                                        "grad_wrt": grad_wrt, "grad_weights": w_own}
+                                            | ({"op": "call_select", "select": select} if select is not None else {}))
+                        if not again.ok:
+                            return reply_failure(again, f"Calling {where}")
+                        grads_by_shape[shape] = (w_own, again.value.get("grads"))
+                    w, grads = grads_by_shape[shape]
+                if isinstance(grads, str):
+                    return Outcome.fail("incorrect", f"{where}: {grads}")
+                _, ref_grads = _reference_call(reference, args, grad_wrt, w, select, reduction=c.reduction)
+                if c.grads_match(grads, ref_grads, rtol=rtol * 10, atol=atol * 10):
+                    kept.append(c)
+            if not kept:
+                return self._gradient_failure(ctx, survivors[0], args, got, expected, reply, weights, grads_by_shape,
+                                              grad_wrt, select, names, where, rtol, atol)
+            survivors = kept
+        alive[:] = survivors
+        return None
+
+    def _gradient_failure(self, ctx: Context, c: Candidate, args: list[Any], got: Any, expected: np.ndarray,
+                          reply: Reply, weights: list[np.ndarray] | None, grads_by_shape: dict[Any, Any],
+                          grad_wrt: list[int], select: list[int] | None, names: list[str] | None, where: str,
+                          rtol: float, atol: float) -> Outcome:
+        """Values fit a form but gradients do not: say which, without claiming a form the gradients refute."""
+        reference = getattr(ctx.reference, self.spec.reference)
+        shape = tuple(np.shape(got))
+        w, grads = (weights, reply.value.get("grads")) if shape == expected.shape else grads_by_shape[shape]
+        _, ref_grads = _reference_call(reference, args, grad_wrt, w, select, reduction=c.reduction)
+        factor = c.factor or 1.0
+        problem = next((pr for i, g_ref, g in zip(grad_wrt, ref_grads, grads or [])
+                        if (pr := compare_arrays(g, np.asarray(g_ref) * factor, rtol=rtol * 10, atol=atol * 10 * factor,
+                                                 what=f"{where}: the gradient with respect to argument {i + 1}"))),
+                       f"{where}: the gradients do not match")
+        if c.is_exact():
+            return Outcome.fail("incorrect", problem + " (values are right, so the function is not differentiable "
+                                "the same way: check for detach(), numpy, or in-place ops)")
+        value_problem = self._compare_outputs(got, expected, names, where, rtol, atol)
+        sentence = value_problem[1] if value_problem else problem
+        what = describe_reduction(c.reduction) if c.reduction != "none" else "the values"
+        return Outcome.fail("incorrect", f"{sentence}. Here {what} are {factor:.6g} times the expected ones, but the "
+                            "gradient is not scaled alike, so this is not the same function up to a constant factor.")
+
+    def _forms_failure(self, ctx: Context, args: list[Any], got: Any, expected: np.ndarray, alive: list[Candidate],
+                       names: list[str] | None, where: str, rtol: float, atol: float) -> Outcome:
+        """No accepted form fits: the plain comparison's sentence, with what the accepted forms look like."""
+        forms = AcceptedForms.from_params(self.spec.params)
+        fitted = [c for c in alive if c.has_factor()]
+        if fitted:  # a factor was read from an earlier case and this case breaks it
+            c = fitted[0]
+            target = reduce(expected.astype(np.float64), c.reduction)
+            if isinstance(got, np.ndarray) and got.shape == target.shape and np.all(target != 0):
+                ratios = got.astype(np.float64) / target
+                return Outcome.fail("incorrect", f"{where}: the values are not a constant multiple of the expected "
+                                    f"ones: the earlier case(s) gave a factor of {c.factor:.6g}, this one gives "
+                                    f"ratios from {ratios.min():.6g} to {ratios.max():.6g}.")
+        problem = self._compare_outputs(got, expected, names, where, rtol, atol) or ("incorrect", f"{where}: wrong value")
+        finding, sentence = problem
+        shapes = {reduce(expected, r).shape for r in ("none", *forms.reductions)}
+        if forms.reductions and (not isinstance(got, np.ndarray) or got.shape not in shapes):
+            what = names[0] if names and len(names) == 1 else "value"
+            options = " or ".join(f"{describe_reduction(r)} (shape {shape_str(reduce(expected, r).shape)})"
+                                  for r in forms.reductions)
+            sentence += f". Return one {what} per sample (shape {shape_str(expected.shape)}), or {options}"
+        outcome = Outcome.fail(finding, sentence)
+        if self.spec.params.get("nan_hint") and _has_nan(got):
+            outcome.feedback.append(str(self.spec.params["nan_hint"]))
+        return self._explain(ctx, args, got, outcome)
+
+    # --- NumPy instead of torch ------------------------------------------------------------------
+
+    def _numpy_request(self, ctx: Context, args: list[Any], select: list[int] | None) -> Reply:
+        request: dict[str, Any] = {"op": "call_numpy", "target": self.spec.target, "args": args}
+        if select is not None:
+            request["select"] = select
+        return ctx.request(self.spec, request)
+
+    def _numpy_call(self, ctx: Context, args: list[Any], select: list[int] | None, torch_reply: Reply,
+                    where: str) -> tuple[Reply, str | None]:
+        """After a failure on tensors: the same call on float64 NumPy arrays, and the note saying so."""
+        reply = self._numpy_request(ctx, args, select)
+        if not reply.ok:
+            also = Reply(ok=False, kind=torch_reply.kind, where=reply.where,
+                         message=f"{torch_reply.describe()}; called again with NumPy float64 arrays it failed too: "
+                                 f"{reply.message}")
+            return also, None
+        return reply, (f"Your {self.spec.target} fails on torch tensors ({torch_reply.describe()}) but works on "
+                       "NumPy float64 arrays; it was graded on NumPy arrays, which this question accepts.")
+
+    @staticmethod
+    def _with_note(outcome: Outcome, note: str | None) -> Outcome:
+        if note:
+            outcome.feedback.insert(0, note)
+        return outcome
 
     def _compare_outputs(self, got: Any, expected: Any, names: list[str] | None, where: str,
                          rtol: float, atol: float) -> tuple[str, str] | None:

@@ -20,6 +20,37 @@ def fd_swapped():
     return _fd().flip(0)
 
 
+def fd_swapped_student():
+    # horizontal difference first, then vertical (the wrong way round)
+    w = torch.zeros(2, 1, 3, 3)
+    w[0, 0] = torch.tensor([[0., 0., 0.], [0., -1., 1.], [0., 0., 0.]])
+    w[1, 0] = torch.tensor([[0., 0., 0.], [0., -1., 0.], [0., 1., 0.]])
+    return w
+
+
+def fd_dict_padding():
+    return {"weight": _fd(), "stride": 1, "padding": 1}
+
+
+def fd_huge_padding():
+    return {"weight": _fd(), "stride": 1, "padding": 10**6}
+
+
+def fd_both_vertical():
+    w = _fd()
+    w[1] = w[0]
+    return w
+
+
+_calls = [0]
+
+
+def fd_alternating():
+    """Stateful: the right order on one call, swapped on the next (not one consistent permutation)."""
+    _calls[0] += 1
+    return _fd() if _calls[0] % 2 else _fd().flip(0)
+
+
 def fd_sign():
     return -_fd()
 
@@ -47,6 +78,24 @@ def avg_stride1(C, k):
     return {"weight": w, "stride": 1, "padding": 0, "groups": 1}
 
 
+def avg_huge_stride(C, k):
+    w = torch.zeros(C, C, k, k)
+    for c in range(C):
+        w[c, c] = 1.0 / k**2
+    return {"weight": w, "stride": 10**9, "padding": 10**9, "groups": 1}
+
+
+def avg_zero_stride(C, k):
+    return {"weight": torch.full((C, 1, k, k), 1.0 / k**2), "stride": 0, "padding": 0, "groups": C}
+
+
+def avg_rolled(C, k):
+    w = torch.zeros(C, C, k, k)
+    for c in range(C):
+        w[c, (c + 1) % C] = 1.0 / k**2
+    return {"weight": w, "stride": k, "padding": 0, "groups": 1}
+
+
 def avg_returns_list(C, k):
     return [torch.ones(C, C, k, k), k, 0, 1]
 
@@ -63,15 +112,71 @@ def gray_rounded():
     return torch.tensor([0.2989, 0.5870, 0.1140]).view(1, 3, 1, 1)
 
 
-def loss_no_factor(z, y):
+def loss_ignores_y(z, y):
     s, sn = torch.sigmoid(z), torch.sigmoid(-z)
     return ((1 - sn) ** 2 + s**2) + ((1 - s) ** 2 + sn**2)
+
+
+def loss_no_half(z, y):
+    # dropped the 1/2's: same minimiser
+    p = torch.sigmoid(z)
+    q = torch.sigmoid(-z)
+    return (1 - y) * ((1 - q) ** 2 + p ** 2) + (1 + y) * ((1 - p) ** 2 + q ** 2)
 
 
 def loss_numpy(z, y):
     zn, yn = z.detach().numpy(), y.detach().numpy()
     s, sn = 1 / (1 + np.exp(-zn)), 1 / (1 + np.exp(zn))
-    return torch.from_numpy((1 - yn) * ((1 - sn) ** 2 + s**2) + (1 + yn) * ((1 - s) ** 2 + sn**2))
+    return torch.from_numpy(0.5 * (1 - yn) * ((1 - sn) ** 2 + s**2) + 0.5 * (1 + yn) * ((1 - s) ** 2 + sn**2))
+
+
+def loss_mean(z, y):
+    # as in the course's posted solution: the training loop wants one number per batch
+    sig_p = torch.sigmoid(z)
+    sig_n = torch.sigmoid(-z)
+    loss = 0.5 * (1 - y) * ((1 - sig_n) ** 2 + sig_p ** 2) + 0.5 * (1 + y) * (sig_n ** 2 + (1 - sig_p) ** 2)
+    return loss.mean()
+
+
+def loss_mean_no_factor(z, y):
+    out = (1 - y) * ((1 - torch.sigmoid(-z)) ** 2 + torch.sigmoid(z) ** 2) \
+        + (1 + y) * (torch.sigmoid(-z) ** 2 + (1 - torch.sigmoid(z)) ** 2)
+    return torch.mean(out)
+
+
+def loss_keepdim(z, y):
+    z, y = z.view(-1, 1), y.view(-1, 1)  # "make it a column like the targets"
+    s, sn = torch.sigmoid(z), torch.sigmoid(-z)
+    return 0.5 * (1 - y) * ((1 - sn) ** 2 + s**2) + 0.5 * (1 + y) * (sn**2 + (1 - s) ** 2)
+
+
+def loss_random_sign(z, y):
+    """Wrong: twice the loss with signs +, -, +, - ... per sample (not a constant factor)."""
+    sign = 1.0 - 2.0 * (torch.arange(z.numel()) % 2).to(z.dtype)
+    return sign * loss_no_half(z, y)
+
+
+def loss_times_batch(z, y):
+    """Wrong: the loss times the batch size (a factor that changes with N)."""
+    n = z.numel()
+    return n * (0.5 * (1 - y) * ((1 - torch.sigmoid(-z)) ** 2 + torch.sigmoid(z) ** 2)
+                + 0.5 * (1 + y) * (torch.sigmoid(-z) ** 2 + (1 - torch.sigmoid(z)) ** 2))
+
+
+def loss_half_gradient(z, y):
+    """Wrong: values are twice the loss, but half of it is detached (gradient once the loss)."""
+    ell = 0.5 * (1 - y) * ((1 - torch.sigmoid(-z)) ** 2 + torch.sigmoid(z) ** 2) \
+        + 0.5 * (1 + y) * (torch.sigmoid(-z) ** 2 + (1 - torch.sigmoid(z)) ** 2)
+    return ell + ell.detach()
+
+
+def logistic_mean(z, y):
+    return -F.logsigmoid(y * z).mean()
+
+
+def logistic_no_half_factor_wrong(z, y):
+    """Wrong for logistic_loss, which accepts no factor: twice -log σ(yz)."""
+    return -2 * F.logsigmoid(y * z)
 
 
 def logistic_unstable(z, y):

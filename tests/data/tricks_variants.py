@@ -52,6 +52,67 @@ def bn_backward_dgamma_wrong(dout, cache):
     return dz, dout.sum(0), dbeta
 
 
+# CS231n-style batch norm written with NumPy: right on arrays, it raises on torch tensors.
+
+def bn_forward_numpy(x, gamma, beta, eps=1e-5):
+    import numpy as np
+
+    sample_mean = np.mean(x, axis=0)
+    sample_var = np.var(x, axis=0)
+    x_hat = (x - sample_mean) / np.sqrt(sample_var + eps)
+    out = gamma * x_hat + beta
+    cache = (x, x_hat, sample_mean, sample_var, gamma, beta, eps)
+    return out, cache
+
+
+def bn_backward_numpy(dout, cache):
+    import numpy as np
+
+    x, x_hat, mu, var, gamma, beta, eps = cache
+    N = x.shape[0]
+    dbeta = np.sum(dout, axis=0)
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dx_hat = dout * gamma
+    dvar = np.sum(dx_hat * (x - mu) * -0.5 * (var + eps) ** -1.5, axis=0)
+    dmu = np.sum(-dx_hat / np.sqrt(var + eps), axis=0) + dvar * np.mean(-2.0 * (x - mu), axis=0)
+    dx = dx_hat / np.sqrt(var + eps) + dvar * 2.0 * (x - mu) / N + dmu / N
+    return dx, dgamma, dbeta
+
+
+def bn_backward_numpy_no_dvar(dout, cache):
+    import numpy as np
+
+    x, x_hat, mu, var, gamma, beta, eps = cache
+    N = x.shape[0]
+    dx_hat = dout * gamma
+    dx = dx_hat / np.sqrt(var + eps) - np.sum(dx_hat, axis=0) / (N * np.sqrt(var + eps))
+    return dx, np.sum(dout * x_hat, axis=0), np.sum(dout, axis=0)
+
+
+def bn_forward_numpy_unbiased(x, gamma, beta, eps=1e-5):
+    import numpy as np
+
+    mu = np.mean(x, axis=0)
+    var = np.var(x, axis=0, ddof=1)
+    x_hat = (x - mu) / np.sqrt(var + eps)
+    return gamma * x_hat + beta, (x, x_hat, mu, var, gamma, beta, eps)
+
+
+def bn_forward_broken_everywhere(x, gamma, beta, eps=1e-5):
+    import numpy as np
+
+    return np.mean(x, axis=0, dtype="banana"), None
+
+
+def jac_numpy(z, eps=1e-5):
+    import numpy as np
+
+    B = z.shape[0]
+    d = z - np.mean(z)
+    v = np.var(z) + eps
+    return (np.eye(B) - 1.0 / B) / np.sqrt(v) - np.outer(d, d) / (B * v ** 1.5)
+
+
 def jac_slide(z, eps=1e-5):
     B = z.shape[0]
     d = z - z.mean()

@@ -32,7 +32,7 @@ def rgb_to_gray_weight():
 def loss_function(z, y):
     p = torch.sigmoid(z)
     q = torch.sigmoid(-z)
-    return (1 - y) * ((1 - q) ** 2 + p ** 2) + (1 + y) * ((1 - p) ** 2 + q ** 2)
+    return 0.5 * (1 - y) * ((1 - q) ** 2 + p ** 2) + 0.5 * (1 + y) * (q ** 2 + (1 - p) ** 2)
 
 
 def logistic_loss(z, y):

@@ -1,4 +1,5 @@
-"""HW4 — a submission with typical mistakes: single averaging filter, full C3, transposed Jacobian."""
+"""HW4 — a submission with typical mistakes: single averaging filter, full C3, transposed Jacobian
+(and the loss of p5 without its ½ factors, which the rubric accepts as a constant-factor variant)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ def rgb_to_gray_weight():
 
 
 def loss_function(z, y):
+    # the 1/2's dropped: they do not change the minimiser
     p = torch.sigmoid(z)
     q = torch.sigmoid(-z)
     return (1 - y) * ((1 - q) ** 2 + p ** 2) + (1 + y) * ((1 - p) ** 2 + q ** 2)

@@ -1,0 +1,106 @@
+"""Hostile hw4 submission: finite_difference_filters returns the right weight with a padding of
+15,000 and avgpool_as_conv the right weight with a stride and a padding of 20,000 (their outputs
+are small, but the zero-padded inputs the grader's own F.conv2d would build are about 14 GB and
+more). Expected: p1 and p2 fail with a sentence about the size, before the grader computes
+anything from those numbers; everything else passes.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def finite_difference_filters():
+    # rows go down: channel 0 = X[i+1, j] - X[i, j], channel 1 = X[i, j+1] - X[i, j]
+    dy = torch.tensor([[0., 0., 0.], [0., -1., 0.], [0., 1., 0.]])
+    dx = torch.tensor([[0., 0., 0.], [0., -1., 1.], [0., 0., 0.]])
+    return {"weight": torch.stack([dy, dx]).unsqueeze(1), "stride": 1, "padding": 15_000}
+
+
+def avgpool_as_conv(C, k):
+    eye = torch.eye(C)
+    weight = eye[:, :, None, None] * torch.ones(k, k) / k**2
+    return dict(weight=weight, stride=20_000, padding=20_000, groups=1)
+
+
+def rgb_to_gray_weight():
+    return torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+
+
+def loss_function(z, y):
+    p = torch.sigmoid(z)
+    q = torch.sigmoid(-z)
+    return 0.5 * (1 - y) * ((1 - q) ** 2 + p ** 2) + 0.5 * (1 + y) * (q ** 2 + (1 - p) ** 2)
+
+
+def logistic_loss(z, y):
+    return -F.logsigmoid(y * z)
+
+
+class LR(nn.Module):
+    def __init__(self, input_dim=784):
+        super().__init__()
+        self.linear = nn.Linear(input_dim, 1, bias=True)
+
+    def forward(self, x):
+        return self.linear(x.float().view(-1, 28 * 28))
+
+
+def mlp_layer_jacobians(A, b, y_prev, activation):
+    z = A @ y_prev + b
+    if activation == "identity":
+        d = torch.ones_like(z)
+    elif activation == "sigmoid":
+        d = torch.sigmoid(z) * (1 - torch.sigmoid(z))
+    elif activation == "tanh":
+        d = 1 - torch.tanh(z) ** 2
+    elif activation == "relu":
+        d = (z > 0).float()
+    else:
+        raise ValueError(activation)
+    J_b = torch.diag(d)
+    J_y = J_b @ A
+    return J_b, J_y
+
+
+TABLE = [
+    [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [0, 4, 5], [0, 1, 5],
+    [0, 1, 2, 3], [1, 2, 3, 4], [2, 3, 4, 5], [0, 3, 4, 5], [0, 1, 4, 5], [0, 1, 2, 5],
+    [0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5],
+    [0, 1, 2, 3, 4, 5],
+]
+
+
+class C3_layer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = TABLE
+        self.maps = nn.ModuleList([nn.Conv2d(len(t), 1, 5) for t in TABLE])
+
+    def forward(self, x):
+        outs = [conv(x[:, t, :, :]) for conv, t in zip(self.maps, self.table)]
+        return torch.cat(outs, dim=1)
+
+
+class C3_layer_full(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(6, 16, 5)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class LeNet(nn.Module):
+    def __init__(self, full_c3=False):
+        super().__init__()
+        self.C1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.C3 = C3_layer_full() if full_c3 else C3_layer()
+        self.C5 = nn.Conv2d(16, 120, 5)
+        self.F6 = nn.Linear(120, 84)
+        self.out = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.avg_pool2d(torch.relu(self.C1(x)), 2)
+        x = F.avg_pool2d(torch.relu(self.C3(x)), 2)
+        x = torch.relu(self.C5(x)).view(x.shape[0], -1)
+        return self.out(torch.relu(self.F6(x)))
