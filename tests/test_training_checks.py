@@ -56,6 +56,16 @@ DS5220_CASES = [
     ("loops_returns_two", "2.3", "GoodMLP", {"train_function": "train_returns_two"}, False, "wrong_return",
      "should return (losses, counter, num_correct)"),
     ("loops_crash", "2.3", "GoodMLP", {"test_function": "test_crashes"}, False, "not_done", "test loop not finished"),
+    # issue 13 cause 4: loops that call model.forward(data) are seen, and what cannot be seen fails
+    ("loops_forward_ok", "2.3", "GoodMLP", {"train_function": "train_forward_ok", "test_function": "test_forward_ok"},
+     True, None, "matched a recount in all 2 epochs"),
+    ("loops_forward_bugs", "2.3", "GoodMLP", {"train_function": "train_forward_last_batch",
+                                              "test_function": "test_forward_summed"}, False, "wrong_test_loss",
+     "the sum over the validation images: divide by len(test_loader.dataset)"),
+    ("loops_made_up", "2.3", "GoodMLP", {"test_function": "test_made_up"}, False, "wrong_num_correct",
+     "could not see the model's outputs during test_made_up (epoch 1), so num_correct cannot be verified"),
+    ("loops_percentage", "2.3", "GoodMLP", {"test_function": "test_percentage"}, False, "wrong_num_correct",
+     "not a percentage"),
     ("loops_relative", "2.3", "GoodMLP", {"threshold": None, "relative_to_reference": 0.05}, True, None,
      "the reference loops and model reach"),
     ("crippled_relative", "3.2", "CrippledMLP", {"threshold": None, "relative_to_reference": 0.05}, False,
@@ -132,6 +142,26 @@ def test_tier_deductions_are_the_rubric_items(ds5220_graded):
     assert [(i.points, i.message) for i in ds5220_graded["3.2#raises"].items] == [(-20, "Not Done")]
     miscount = ds5220_graded["2.3#loops_miscount"]
     assert miscount.score == 16 and [i.id for i in miscount.items] == ["wrong_num_correct"]
+
+
+def test_issue13_model_forward_loops_with_two_bugs_lose_both_deductions(ds5220_graded):
+    """A loop calling model.forward(data) used to be invisible to a forward hook and score full marks."""
+    bugs = ds5220_graded["2.3#loops_forward_bugs"]
+    text = "\n".join(bugs.feedback)
+    assert sorted(i.id for i in bugs.items) == ["wrong_num_correct", "wrong_test_loss"], text
+    assert bugs.score == 20 - 4 - 4, text
+    assert "num_correct from train_forward_last_batch (epoch 1) is" in text, text
+    assert "could not see" not in text, text  # every call was seen: the mistakes are named, not suspected
+    ok = ds5220_graded["2.3#loops_forward_ok"]
+    assert ok.score == 20 and any("returned the mean loss and the right num_correct" in f for f in ok.feedback)
+
+
+def test_issue13_a_judgement_the_grader_cannot_make_is_a_failure(ds5220_graded):
+    made_up = ds5220_graded["2.3#loops_made_up"]
+    text = "\n".join(made_up.feedback)
+    assert sorted(i.id for i in made_up.items) == ["wrong_num_correct", "wrong_test_loss"], text
+    assert "so test_loss cannot be verified: the model it was given was never called" in text, text
+    assert made_up.score == 12
 
 
 def test_a_slow_model_is_stopped_by_the_budget_not_the_request_timeout(ds5220_graded):
@@ -212,6 +242,21 @@ def test_count_problem(got, expected_phrase):
 
     problem = count_problem("num_correct", got, 41, 100)
     assert (problem is None) if expected_phrase is None else (expected_phrase in problem)
+
+
+@pytest.mark.parametrize("got,expected_phrase", [
+    (83.6, "should be a count of correct predictions (418 of 500 here), not a percentage (83.6%)"),
+    (84, "not a percentage (84%)"), (np.array(83.6), "not a percentage"), (418, None),
+    (83, "is 83, but the model's predictions"), (0.836, "looks like an accuracy"),
+])
+def test_count_problem_names_a_percentage(got, expected_phrase):
+    """issue 13: 418 correct of 500 returned as 83.6 gets a hint (and still fails)."""
+    from grader.checks.training_loop import count_problem
+
+    recount, total = 418, 500
+    assert math.isclose(100 * recount / total, 83.6)  # the percentage the rows are built from
+    problem = count_problem("num_correct", got, recount, total)
+    assert (problem is None) if expected_phrase is None else (expected_phrase in problem), problem
 
 
 def test_mean_losses_match_torch_independently():
