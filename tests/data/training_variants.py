@@ -294,3 +294,60 @@ def test_made_up(test_loader, model, device):
     for _ in test_loader:
         pass
     return 0.25, int(0.9 * len(test_loader.dataset))
+
+
+# --- MNISTClassifierMLP variants for 2.1 (module_structure, rubric items per finding) -------------------
+
+
+class LogitsMLP(nn.Module):
+    """784 -> 128 -> ReLU -> 10, 101,770 parameters, returns logits (written for nn.CrossEntropyLoss)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.view(-1, 784))))
+
+
+class FlatInputMLP(GoodMLP):
+    """Right layers and log_softmax, but expects (N, 784): the caller must flatten."""
+
+    def forward(self, x):
+        return F.log_softmax(self.fc2(F.relu(self.fc1(x))), dim=1)
+
+
+class FlatInputLogitsMLP(GoodMLP):
+    """Both recognised forms at once."""
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class SoftmaxMLP(GoodMLP):
+    def forward(self, x):
+        return F.softmax(self.fc2(F.relu(self.fc1(x.view(-1, 784)))), dim=1)
+
+
+class WideLogitsMLP(nn.Module):
+    """256 hidden units and logits: two independent mistakes."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 256)
+        self.fc2 = nn.Linear(256, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class ImageOnlyNet(nn.Module):
+    """Fails on images and on flattened images alike (a conv layer that wants 3 channels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 10, 5)
+
+    def forward(self, x):
+        return self.conv(x)
