@@ -430,8 +430,13 @@ class TrainingLoopCheck(Check):
             threshold = ref.accuracy - delta
             basis = f" (the reference loops and model reach {ref.accuracy:.1%} with the same data and budget, minus {delta:.1%})"
         epochs = len(value["epochs"])
+        layout = value.get("input_layout")
+        fed = ""
+        if isinstance(layout, list) and 0 < len(layout) <= 4 and all(type(d) is int and 0 < d <= 10**6 for d in layout):
+            fed = (f" (fed the images reshaped to (N, {', '.join(map(str, layout))}), as your {self._names()[1]} does: "
+                   "the model does not take them as the loader gives them)")
         line = (f"After {epochs} epoch(s) with your loops, {self.spec.target} reached {accuracy:.1%} accuracy on "
-                f"{m:,} held-out {split.dataset} test images; needed {threshold:.1%}{basis}.")
+                f"{m:,} held-out {split.dataset} test images{fed}; needed {threshold:.1%}{basis}.")
         if accuracy + 1e-12 < threshold:
             v.add("low_accuracy", line + " The loops run, but the model learns too little: check that every batch of "
                                          "the loader gets a training step, and compare the model's forward with the "

@@ -70,6 +70,7 @@ class CallLog:
 
     sizes: list[int] = field(default_factory=list)  # batch size per call (0: not a (B, C) tensor)
     rows: list[Tensor] = field(default_factory=list)  # per call: (B,) argmax, or (B, C) outputs
+    input_shape: tuple[int, ...] | None = None  # per-sample shape of the first call's input, e.g. (784,) or (1, 28, 28)
 
     def concatenated(self) -> Tensor | None:
         return torch.cat(self.rows) if self.rows else None
@@ -90,7 +91,7 @@ class RecordingForward:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         output = self.original(*args, **kwargs)
-        self.recorder.record(output)
+        self.recorder.record(output, args[0] if args else None)
         return output
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
@@ -115,9 +116,11 @@ class ForwardRecorder:
         self._own = model.__dict__.get("forward")  # a forward the instance itself carried, if any
         _object_setattr(model, "forward", RecordingForward(self, model.forward))
 
-    def record(self, output: Any) -> None:
+    def record(self, output: Any, first_input: Any = None) -> None:
         if self.log is None:
             return
+        if self.log.input_shape is None and isinstance(first_input, _Tensor) and first_input.ndim >= 1:
+            self.log.input_shape = tuple(int(d) for d in first_input.shape[1:])
         if isinstance(output, _Tensor) and output.ndim == 2:
             with _no_grad():
                 out = output.detach().float().cpu()  # (B, C)
@@ -237,6 +240,18 @@ def run_loops(model: nn.Module, train_one_epoch: Callable[..., Any], test_one_ep
         recorder.remove()
         run.seconds = time.perf_counter() - started
     return run
+
+
+class Reshaped(nn.Module):
+    """The student's model fed images reshaped per sample to the layout their own loops used (e.g. (784,))."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.inner = model
+        self.shape = shape
+
+    def forward(self, x: Tensor) -> Any:
+        return self.inner(x.reshape(x.shape[0], *self.shape))  # (B, *shape)
 
 
 def normalised_images(x_uint8: Tensor, normalize: tuple[float, float] | None) -> Tensor:
