@@ -280,6 +280,11 @@ def test_align_groups_calls_per_batch():
                   fetched, labels, 3)
     assert twice is not None and len(twice.per_call) == 2 and len(twice.labels) == 6
     assert align({"sizes": [2, 4], "rows": rows[:6]}, fetched, labels, 3) is None
+    # Micro-batches (2 + 1) and one image at a time: each batch filled by consecutive calls, in order.
+    split = align({"sizes": [2, 1, 1, 1, 1, 1], "rows": rows}, fetched, labels, 3)
+    assert split is not None and len(split.per_call) == 1 and (split.per_call[0] == split.labels).all()
+    assert (split.labels == labels[fetched]).all()
+    assert align({"sizes": [2, 2, 3], "rows": rows}, fetched, labels, 3) is None  # a call spans two batches
     assert align({"sizes": [3, 0], "rows": rows[:3]}, fetched, labels, 3) is None
 
 

@@ -29,6 +29,15 @@ Findings: ``not_done`` (the loops or the model cannot run; reported alone),
 ``wrong_return``, ``wrong_num_correct``, ``wrong_test_loss``,
 ``loss_not_decreasing``, ``too_slow``, ``low_accuracy``. Each is an
 independent mistake, so all that apply are reported: give each a rubric item.
+
+The checks fail closed: when the records cannot show what a claim must be
+judged against (the model the loop was given was never called, its outputs
+are not (batch, classes) scores, or the calls do not line up with the
+loader's batches), the claim's finding is reported with a sentence saying
+what the grader could not see and why. A claim is never accepted because it
+could not be checked. A percentage returned for a count gets a hint, and the
+accuracy of a model that the student's loops feed flattened images is
+measured the same way (``input_layout`` in the reply), with a note.
 """
 from __future__ import annotations
 
@@ -129,7 +138,8 @@ class Seen:
 
 
 def align(log: dict[str, Any], fetched: np.ndarray, labels: np.ndarray, batch_size: int) -> Seen | None:
-    """Group the recorded calls k per loader batch (k = 1..3); None when they do not fit any such pattern."""
+    """Group the recorded calls k per loader batch (k = 1..3), or each batch over consecutive smaller calls;
+    None when they fit no such pattern (the caller then fails the judgement, saying why)."""
     sizes = log.get("sizes")
     rows = log.get("rows")
     if not isinstance(sizes, list) or not sizes or not isinstance(rows, np.ndarray) or 0 in sizes:
@@ -149,7 +159,23 @@ def align(log: dict[str, Any], fetched: np.ndarray, labels: np.ndarray, batch_si
             if seen.max(initial=-1) >= len(labels):
                 return None
             return Seen(per_call=per_call, labels=labels[seen], total=len(fetched))
-    return None
+    # Each batch split over consecutive calls (micro-batches, or one image at a time): one pass, in order.
+    i, groups = 0, 0
+    for batch in batches:
+        filled = 0
+        while i < len(sizes) and filled < len(batch):
+            filled, i = filled + sizes[i], i + 1
+        if filled != len(batch):
+            return None
+        groups += 1
+        if i == len(sizes):
+            break
+    if i != len(sizes):
+        return None
+    seen = np.concatenate(batches[:groups])
+    if seen.max(initial=-1) >= len(labels):
+        return None
+    return Seen(per_call=[rows], labels=labels[seen], total=len(fetched))
 
 
 def why_unseen(log: Any, fetched: Any, batch_size: int, loader: str) -> str:
