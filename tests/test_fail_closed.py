@@ -103,6 +103,7 @@ def test_dropout_with_keep_prob_1_must_keep_every_unit(tricks):
      "at least one configuration needs dropout > 0"),
     ("train_eval_modes", {"inits": [{"p": 0.5}], "input": [2, 784]}, "at least one configuration needs dropout > 0"),
     ("module_structure", {"log_probabilities": True}, "log_probabilities needs params.input"),
+    ("numeric", {"optional": True}, "an optional check is feedback only: give it points: 0"),
     ("training_loop", {"dataset": ["mnist-5k"], "threshold": 0.5, "epochs": 3, "min_epochs": 1},
      "at least 2 epochs are needed"),
 ])
