@@ -45,6 +45,7 @@ from grader.training.harness import seed_everything
 # Captured at import (before any student code runs in the child).
 _object_setattr = object.__setattr__
 _object_delattr = object.__delattr__
+_register_forward_hook = nn.Module.register_forward_hook
 _update_wrapper = functools.update_wrapper
 _MethodType = types.MethodType
 _type = type
@@ -114,7 +115,14 @@ class ForwardRecorder:
         self.keep_outputs = False
         self.model = model
         self._own = model.__dict__.get("forward")  # a forward the instance itself carried, if any
-        _object_setattr(model, "forward", RecordingForward(self, model.forward))
+        self._hook: Any = None
+        try:
+            _object_setattr(model, "forward", RecordingForward(self, model.forward))
+        except (AttributeError, TypeError, RuntimeError):
+            # A model whose instance refuses attributes (e.g. a TorchScript module): a forward hook sees
+            # model(x) calls; model.forward(x) calls then go unseen, and the check fails closed on them.
+            self._hook = _register_forward_hook(model, lambda module, inputs, output: self.record(
+                output, inputs[0] if inputs else None))
 
     def record(self, output: Any, first_input: Any = None) -> None:
         if self.log is None:
@@ -137,7 +145,9 @@ class ForwardRecorder:
         self.log = None
 
     def remove(self) -> None:
-        if self._own is not None:
+        if self._hook is not None:
+            self._hook.remove()
+        elif self._own is not None:
             _object_setattr(self.model, "forward", self._own)
         elif "forward" in self.model.__dict__:
             _object_delattr(self.model, "forward")
