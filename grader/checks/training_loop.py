@@ -192,7 +192,8 @@ def why_unseen(log: Any, fetched: Any, batch_size: int, loader: str) -> str:
                 "tensor of scores")
     if n_fetched == 0:
         return f"the model was called {len(sizes)} time(s) but no batch was taken from {loader}"
-    return (f"its {len(sizes)} call(s) on batches of {sorted(set(sizes))[:4]} image(s) do not line up with the "
+    shown = ", ".join(str(n) for n in sorted(set(sizes))[:4])
+    return (f"its {len(sizes)} call(s) on batches of {shown} image(s) do not line up with the "
             f"{math.ceil(n_fetched / batch_size)} batch(es) taken from {loader}; call the model once on each batch "
             "as the loader gives it")
 
