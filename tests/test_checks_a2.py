@@ -45,17 +45,23 @@ ANSWER_CASES = [
     ("q5.dg_dxi", MISSING, {}, 0, "No answer for"),
     # q6: sigmoid identities
     ("q6.tanh", "2*sigmoid(2*x) - 1", {}, 5, "Correct"),
-    ("q6.tanh", "tanh(x)", {}, 5, "decided by simplify"),
-    ("q6.tanh", "(exp(x) - exp(-x))/(exp(x) + exp(-x))", {}, 5, "Correct"),
+    # issue 13: "written with sigmoid" (must_use: [sigmoid], must_not_use: [tanh]): restating the question is no answer
+    ("q6.tanh", "tanh(x)", {}, 0, "Write tanh in terms of sigmoid; your answer to 'v.k"),
+    ("q6.tanh", "tanh(x)", {}, 0, "It is equal to the expected expression, but not in the form the question asks for"),
+    ("q6.tanh", "(exp(x) - exp(-x))/(exp(x) + exp(-x))", {}, 0, "in terms of sigmoid, as the question asks; it does not use sigmoid"),
+    ("q6.tanh", "(exp(x) - exp(-x))/(exp(x) + exp(-x))", {"must_use": [], "must_not_use": []}, 5, "Correct"),
+    ("q6.tanh", "tanh(x)", {"must_use": [], "must_not_use": []}, 5, "decided by simplify"),
+    ("q6.tanh", "2*sigmoid(2*x) - 1 + 0*tanh(x)", {}, 0, "uses tanh itself"),
     ("q6.tanh", "1 - 2*sigmoid(-2*x)", {}, 5, "Correct"),
     ("q6.tanh", "2*sigmoid(x) - 1", {}, 0, "is not correct"),
     ("q6.tanh", "2*sigmoid(2*x) + 1", {}, 0, "differs from the expected one by the constant"),
-    ("q6.tanh", 1, {}, 0, "is not correct"),
+    ("q6.tanh", 1, {}, 0, "It is not equal to the expected expression either"),
     ("q6.tanh", ["2*sigmoid(2*x) - 1"], {}, 0, "not a list"),
-    ("q6.tanh", "exp(exp(exp(20 + x^2)))", {}, 0, "a member of the course staff will look"),
-    ("q6.tanh", "exp(exp(exp(20 + x^2)))", {"undecided_credit": 0.5}, 2.5, "not a verdict that you are wrong"),
+    ("q6.tanh", "exp(exp(exp(20 + x^2)))", {"must_use": []}, 0, "a member of the course staff will look"),
+    ("q6.tanh", "exp(exp(exp(20 + x^2)))", {"must_use": [], "undecided_credit": 0.5}, 2.5, "not a verdict that you are wrong"),
+    ("q6.tanh", "exp(exp(exp(20 + x^2)))", {"undecided_credit": 0.5}, 0, "was not decided either"),
     ("q6.dtanh", "4*sigmoid(2*x) - 4*sigmoid(2*x)^2", {}, 5, "Correct"),
-    ("q6.dtanh", "1 - tanh(x)^2", {}, 5, "Correct"),
+    ("q6.dtanh", "1 - tanh(x)^2", {}, 0, "Write tanh in terms of sigmoid"),
     ("q6.dtanh", "4*sigmoid(2*x)*(1-sigmoid(x*2))", {}, 5, "Correct"),
     ("q6.dtanh", "2*sigmoid(2*x)*(1 - sigmoid(2*x))", {}, 0, "lost the inner derivative"),
     # q2: relative tolerance 1e-3
@@ -256,6 +262,14 @@ RUBRIC_MISTAKES = [
      "lo < hi", None),
     (lambda c: c["q2.dL_dw3"].update(reference="VARIANTS"),
      "is not a finite number", None),
+    (lambda c: c["q6.tanh"]["params"].update(must_use=["sigmod"]),
+     "'sigmod' is not a function answers can use", "did you mean 'sigmoid'?"),
+    (lambda c: c["q6.tanh"]["params"].update(must_not_use=["sigmoid"]),
+     "sigmoid cannot be both required and forbidden", None),
+    (lambda c: c["q6.tanh"]["params"].update(must_use="sigmoid"),
+     "'sigmoid' is not of type 'array'", None),
+    (lambda c: c["q6.tanh"]["params"].update(must_use=[]),
+     "should be non-empty", None),
 ]
 
 
@@ -265,3 +279,19 @@ def test_rubric_mistakes_in_answer_checks_are_reported_for_the_instructor(tmp_pa
     assert phrase in text, text
     if suggestion:
         assert suggestion in text, text
+
+
+def test_issue13_restating_the_question_gets_nothing_for_q6(a2_rubric):
+    """submissions_example/a2/restated: a notebook and answers.yaml, right everywhere except q6, which restates
+    the question (tanh(x), 1 - tanh(x)^2 for "written with sigmoid"); those two items get 0, the rest full marks."""
+    from conftest import EXAMPLES
+
+    run = grade(EXAMPLES / "a2" / "restated", a2_rubric, skip_training=True)
+    failed = {r.check_id: r for r in run.results if not r.passed and not r.skipped}
+    assert set(failed) == {"q6.tanh", "q6.dtanh"}, {k: r.feedback for k, r in failed.items()}
+    for result in failed.values():
+        text = "\n".join(result.feedback)
+        assert result.score == 0 and [i.id for i in result.items] == ["wrong_form"], text
+        assert "Write tanh in terms of sigmoid" in text and "uses tanh itself" in text, text
+        assert "It is equal to the expected expression" in text, text  # right value, wrong form: said so
+    assert run.max_score == 82 and run.score == 82 - 10

@@ -101,3 +101,55 @@ def test_the_command_line_trains_and_writes_full_marks(tmp_path):
     data = json.loads(out.read_text())
     jsonschema.validate(data, gradescope_schema())
     assert data["score"] == 60 and "Total: 60 / 60" in proc.stdout
+
+
+# --- issue 13: examples of the patterns that used to be graded wrongly ------------------------------
+
+
+def _only(rubric, question_ids: set[str]):
+    """The rubric restricted to some questions (the others, e.g. 3.2's CNN training, are the correct example's)."""
+    import dataclasses
+
+    questions = [q for q in rubric.questions if q.id in question_ids]
+    return dataclasses.replace(rubric, questions=questions, total_points=sum(q.points for q in questions))
+
+
+def _deductions(run) -> dict[str, list[str]]:
+    return {r.check_id: [i.label() for i in r.items] for r in run.results if r.items}
+
+
+def test_issue13_a_model_forward_loop_with_two_bugs_loses_both(ds5220_rubric):
+    """forward_bugs: `num_correct =` for `+=` and a summed test_loss, in loops that call model.forward(data).
+    A forward hook saw none of those calls, skipped both checks with a note, and gave 60 / 60."""
+    run = grade(EXAMPLES / "ds5220" / "forward_bugs", ds5220_rubric)
+    assert _deductions(run) == {"2.3": ["-4 pts num_correct does not count the correct predictions",
+                                        "-4 pts test_loss is not the mean loss over the test set"]}, run.results
+    assert (run.score, run.max_score) == (60 - 4 - 4, 60)
+    text = "\n".join(next(r for r in run.results if r.check_id == "2.3").feedback)
+    assert "num_correct from train_one_epoch (epoch 1) is" in text and "divide by len(test_loader.dataset)" in text, text
+    assert "could not see" not in text, text
+
+
+def test_issue13_the_same_loop_without_the_bugs_gets_full_marks_for_2_3(ds5220_rubric):
+    run = grade(EXAMPLES / "ds5220" / "forward_ok", _only(ds5220_rubric, {"2.3"}))
+    assert (run.score, run.max_score) == (20, 20), _deductions(run)
+    text = "\n".join(run.results[0].feedback)
+    assert "matched a recount in all 5 epochs" in text and "returned the mean loss and the right num_correct" in text
+
+
+@pytest.mark.parametrize("folder,label", [
+    ("logits_mlp", "-3 pts Returns logits, not log-probabilities"),
+    ("flat_mlp", "-3 pts Expects flattened (N, 784) input, not (N, 1, 28, 28) images"),
+])
+def test_issue13_a_right_mlp_in_a_recognised_form_keeps_most_of_2_1(ds5220_rubric, folder, label):
+    """101,770 parameters returning logits for CrossEntropyLoss, or taking flattened input: the handout's
+    intent is met, so 2.1 deducts the rubric's item (it used to be 0 / 15), and the student's own loops
+    for such a model lose nothing in 2.3."""
+    run = grade(EXAMPLES / "ds5220" / folder, _only(ds5220_rubric, {"2.1", "2.3", "3.3"}))
+    assert _deductions(run) == {"2.1": [label]}, [(r.check_id, r.feedback) for r in run.results if not r.passed]
+    deduction = -next(i.points for i in next(c for c in ds5220_rubric.checks if c.id == "2.1").rubric_items
+                      if label.endswith(i.message))
+    assert (run.score, run.max_score) == (40 - deduction, 40) == (37, 40)
+    if folder == "flat_mlp":  # its own loops flatten the images; the accuracy is measured the same way, and said so
+        text = "\n".join(next(r for r in run.results if r.check_id == "2.3").feedback)
+        assert "fed the images reshaped to (N, 784), as your test_one_epoch does" in text, text

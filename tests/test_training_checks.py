@@ -56,6 +56,24 @@ DS5220_CASES = [
     ("loops_returns_two", "2.3", "GoodMLP", {"train_function": "train_returns_two"}, False, "wrong_return",
      "should return (losses, counter, num_correct)"),
     ("loops_crash", "2.3", "GoodMLP", {"test_function": "test_crashes"}, False, "not_done", "test loop not finished"),
+    # issue 13 cause 4: loops that call model.forward(data) are seen, and what cannot be seen fails
+    ("loops_forward_ok", "2.3", "GoodMLP", {"train_function": "train_forward_ok", "test_function": "test_forward_ok"},
+     True, None, "matched a recount in all 2 epochs"),
+    ("loops_forward_bugs", "2.3", "GoodMLP", {"train_function": "train_forward_last_batch",
+                                              "test_function": "test_forward_summed"}, False, "wrong_test_loss",
+     "the sum over the validation images: divide by len(test_loader.dataset)"),
+    ("loops_made_up", "2.3", "GoodMLP", {"test_function": "test_made_up"}, False, "wrong_num_correct",
+     "could not see the model's outputs during test_made_up (epoch 1), so num_correct cannot be verified"),
+    ("loops_percentage", "2.3", "GoodMLP", {"test_function": "test_percentage"}, False, "wrong_num_correct",
+     "not a percentage"),
+    # issue 13 cause 9: 2.1 deducts per finding (the rubric's items), every finding reported
+    ("mlp_good", "2.1", "GoodMLP", {}, True, None, "101,770 trainable parameters, output shape (4, 10)"),
+    ("mlp_logits", "2.1", "LogitsMLP", {}, False, "returns_logits", "returns raw scores (logits)"),
+    ("mlp_flat", "2.1", "FlatInputMLP", {}, False, "flat_input", "works on the same images flattened to (4, 784)"),
+    ("mlp_flat_logits", "2.1", "FlatInputLogitsMLP", {}, False, "returns_logits", "flattened to (4, 784)"),
+    ("mlp_softmax", "2.1", "SoftmaxMLP", {}, False, "returns_probabilities", "each row sums to 1"),
+    ("mlp_wide_logits", "2.1", "WideLogitsMLP", {}, False, "wrong_param_count", "has 203,530 trainable parameters"),
+    ("mlp_image_only", "2.1", "ImageOnlyNet", {}, False, "error", "running it on an input of shape (4, 1, 28, 28)"),
     ("loops_relative", "2.3", "GoodMLP", {"threshold": None, "relative_to_reference": 0.05}, True, None,
      "the reference loops and model reach"),
     ("crippled_relative", "3.2", "CrippledMLP", {"threshold": None, "relative_to_reference": 0.05}, False,
@@ -106,8 +124,8 @@ def reference_cache(tmp_path_factory):
 def ds5220_graded(ds5220_rubric, tmp_path_factory, reference_cache):
     folder = _variants_folder(tmp_path_factory, "hw4_ds5220.py")
     rows = [(row, check, target, params) for row, check, target, params, *_ in DS5220_CASES]
-    rubric = _subset_rubric(ds5220_rubric, rows,
-                            lambda spec: {**LOOPS, **DS5220_DEFAULT_FUNCTIONS} if spec.kind == "training_loop" else SMALL)
+    rubric = _subset_rubric(ds5220_rubric, rows, lambda spec: {**LOOPS, **DS5220_DEFAULT_FUNCTIONS}
+                            if spec.kind == "training_loop" else SMALL if spec.kind == "training" else spec.params)
     run = grade(folder, rubric)
     return {r.check_id: r for r in run.results}
 
@@ -132,6 +150,68 @@ def test_tier_deductions_are_the_rubric_items(ds5220_graded):
     assert [(i.points, i.message) for i in ds5220_graded["3.2#raises"].items] == [(-20, "Not Done")]
     miscount = ds5220_graded["2.3#loops_miscount"]
     assert miscount.score == 16 and [i.id for i in miscount.items] == ["wrong_num_correct"]
+
+
+def test_issue13_model_forward_loops_with_two_bugs_lose_both_deductions(ds5220_graded):
+    """A loop calling model.forward(data) used to be invisible to a forward hook and score full marks."""
+    bugs = ds5220_graded["2.3#loops_forward_bugs"]
+    text = "\n".join(bugs.feedback)
+    assert sorted(i.id for i in bugs.items) == ["wrong_num_correct", "wrong_test_loss"], text
+    assert bugs.score == 20 - 4 - 4, text
+    assert "num_correct from train_forward_last_batch (epoch 1) is" in text, text
+    assert "could not see" not in text, text  # every call was seen: the mistakes are named, not suspected
+    ok = ds5220_graded["2.3#loops_forward_ok"]
+    assert ok.score == 20 and any("returned the mean loss and the right num_correct" in f for f in ok.feedback)
+
+
+# row -> (score of 15, the rubric items applied): one deduction per finding, all findings reported
+MLP_SCORES = {
+    "mlp_good": (15, []),
+    "mlp_logits": (12, ["-3 pts Returns logits, not log-probabilities"]),
+    "mlp_flat": (12, ["-3 pts Expects flattened (N, 784) input, not (N, 1, 28, 28) images"]),
+    "mlp_flat_logits": (9, ["-3 pts Expects flattened (N, 784) input, not (N, 1, 28, 28) images",
+                            "-3 pts Returns logits, not log-probabilities"]),
+    "mlp_softmax": (10, ["-5 pts Returns probabilities, not log-probabilities"]),
+    "mlp_wide_logits": (5, ["-3 pts Returns logits, not log-probabilities",
+                            "-7 pts Not 784 → 128 → 10 (wrong number of parameters)"]),
+    "mlp_image_only": (0, ["-15 pts Error"]),
+}
+
+
+@pytest.mark.parametrize("row", sorted(MLP_SCORES))
+def test_issue13_mlp_structure_is_scored_per_finding(ds5220_graded, row):
+    result = ds5220_graded[f"2.1#{row}"]
+    score, labels = MLP_SCORES[row]
+    assert (result.score, sorted(i.label() for i in result.items)) == (score, sorted(labels)), result.feedback
+    # Recomputed from the shipped rubric's items, not typed in: 15 minus the deductions named.
+    from grader.rubric.load import load_rubric
+
+    items = {i.message: i.points for i in next(c for c in load_rubric(ROOT / "rubrics" / "ds5220.yaml").checks
+                                                 if c.id == "2.1").rubric_items}
+    if labels and "Error" not in labels[0]:
+        assert score == 15 + sum(items[label.split(" pts ", 1)[1]] for label in labels)
+
+
+def test_output_kind_tells_log_probabilities_probabilities_and_logits():
+    import torch
+
+    from grader.checks.module_structure import output_kind
+
+    logits = torch.randn(5, 10, dtype=torch.float64) * 3
+    assert output_kind(torch.log_softmax(logits, 1).numpy())[0] == "log_probabilities"
+    assert output_kind(torch.softmax(logits, 1).numpy())[0] == "probabilities"
+    kind, lse = output_kind(logits.numpy())
+    assert kind == "logits" and math.isclose(lse, float(torch.logsumexp(logits[0], 0)), rel_tol=1e-9)
+    # Huge logits: a naive log(sum(exp)) overflows; the stable form still says logits.
+    assert output_kind((logits * 1e3).numpy())[0] == "logits"
+
+
+def test_issue13_a_judgement_the_grader_cannot_make_is_a_failure(ds5220_graded):
+    made_up = ds5220_graded["2.3#loops_made_up"]
+    text = "\n".join(made_up.feedback)
+    assert sorted(i.id for i in made_up.items) == ["wrong_num_correct", "wrong_test_loss"], text
+    assert "so test_loss cannot be verified: the model it was given was never called" in text, text
+    assert made_up.score == 12
 
 
 def test_a_slow_model_is_stopped_by_the_budget_not_the_request_timeout(ds5220_graded):
@@ -200,6 +280,11 @@ def test_align_groups_calls_per_batch():
                   fetched, labels, 3)
     assert twice is not None and len(twice.per_call) == 2 and len(twice.labels) == 6
     assert align({"sizes": [2, 4], "rows": rows[:6]}, fetched, labels, 3) is None
+    # Micro-batches (2 + 1) and one image at a time: each batch filled by consecutive calls, in order.
+    split = align({"sizes": [2, 1, 1, 1, 1, 1], "rows": rows}, fetched, labels, 3)
+    assert split is not None and len(split.per_call) == 1 and (split.per_call[0] == split.labels).all()
+    assert (split.labels == labels[fetched]).all()
+    assert align({"sizes": [2, 2, 3], "rows": rows}, fetched, labels, 3) is None  # a call spans two batches
     assert align({"sizes": [3, 0], "rows": rows[:3]}, fetched, labels, 3) is None
 
 
@@ -212,6 +297,21 @@ def test_count_problem(got, expected_phrase):
 
     problem = count_problem("num_correct", got, 41, 100)
     assert (problem is None) if expected_phrase is None else (expected_phrase in problem)
+
+
+@pytest.mark.parametrize("got,expected_phrase", [
+    (83.6, "should be a count of correct predictions (418 of 500 here), not a percentage (83.6%)"),
+    (84, "not a percentage (84%)"), (np.array(83.6), "not a percentage"), (418, None),
+    (83, "is 83, but the model's predictions"), (0.836, "looks like an accuracy"),
+])
+def test_count_problem_names_a_percentage(got, expected_phrase):
+    """issue 13: 418 correct of 500 returned as 83.6 gets a hint (and still fails)."""
+    from grader.checks.training_loop import count_problem
+
+    recount, total = 418, 500
+    assert math.isclose(100 * recount / total, 83.6)  # the percentage the rows are built from
+    problem = count_problem("num_correct", got, recount, total)
+    assert (problem is None) if expected_phrase is None else (expected_phrase in problem), problem
 
 
 def test_mean_losses_match_torch_independently():

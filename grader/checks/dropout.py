@@ -41,6 +41,7 @@ import torch
 from grader.checks import register
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, reply_failure, shape_str
 from grader.protocol import generator_arg
+from grader.rubric.model import CheckSpec
 
 FINDINGS = ("not_inverted", "wrong_scale", "wrong_rate", "biased_mean", "same_mask", "eval_not_identity", "ignores_generator")
 DEFAULT_DELTA = 1e-6
@@ -83,6 +84,21 @@ class DropoutCheck(Check):
     kind = "dropout"
     findings = COMMON_FINDINGS + FINDINGS
     required_params = ("keep_probs",)
+
+    @classmethod
+    def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
+        problems = super().validate_spec(spec)
+        probs = spec.params.get("keep_probs")
+        if "keep_probs" not in spec.params:
+            return problems
+        if not isinstance(probs, list) or not probs or not all(
+                isinstance(k, (int, float)) and not isinstance(k, bool) and 0 < k <= 1 for k in probs):
+            problems.append(("params.keep_probs", "keep_probs is a list of keep probabilities in (0, 1]"))
+        elif not any(k < 1 for k in probs):
+            # With keep_prob = 1 only, the rate, the mean, fresh masks and the generator are never tested.
+            problems.append(("params.keep_probs", "at least one keep probability must be below 1, or the random "
+                                                  "behaviour of dropout is never tested"))
+        return problems
 
     def run(self, ctx: Context) -> Outcome:
         p_ = self.spec.params
@@ -140,6 +156,11 @@ class DropoutCheck(Check):
                     findings.append("wrong_scale")
                     feedback.append(f"keep_prob={p:g}, training: kept units are multiplied by {train_scale:.6g}; "
                                     f"inverted dropout multiplies them by 1/keep_prob = {1 / p:.6g}.")
+            if p >= 1 and kept < n:
+                # keep_prob = 1 keeps every unit: deterministic, so judged exactly (no statistical test below).
+                findings.append("wrong_rate")
+                feedback.append(f"keep_prob={p:g}, training: {n - kept:,} of {n:,} units were dropped; with "
+                                "keep_prob = 1 every unit is kept and y = x.")
             if p < 1:
                 t_rate = hoeffding_tolerance(n, n, delta / m)
                 if abs(rate - p) > t_rate:

@@ -17,7 +17,12 @@ difference under a time limit, confirmed at random points. The feedback says
 which method decided. When neither can decide, the check says so and reports
 ``undecided`` (credit ``params.undecided_credit``, default 0) for a human to
 look at, rather than calling the answer wrong. ``params.timeout_s`` bounds
-the simplification (default 5 s). Known mistakes are
+the simplification (default 5 s). ``params.must_use: [sigmoid]`` and
+``params.must_not_use: [tanh]`` require the answer to be written in terms of
+some functions and not others ("tanh written with sigmoid"): an answer that
+breaks them reports ``wrong_form`` and gets no credit even when it is equal
+to the reference (``tanh(x)`` restates the question), with a sentence saying
+which function to use or avoid. Known mistakes are
 expressions in answer syntax (``known_mistakes: [{expression: ..., feedback: ...}]``)
 recognised by the same comparison.
 
@@ -25,6 +30,7 @@ No student string reaches ``eval``, ``sympify`` or ``parse_expr``.
 """
 from __future__ import annotations
 
+import difflib
 from types import ModuleType
 from typing import Any, Mapping
 
@@ -33,12 +39,13 @@ import sympy
 from grader.checks import register
 from grader.checks.answer_keys import lookup_answer
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome
-from grader.mathexpr import (ReferenceExpressionError, SymbolSpec, SymbolSpecError, compare, format_error,
+from grader.mathexpr import (FUNCTIONS, ReferenceExpressionError, SymbolSpec, SymbolSpecError, compare, format_error,
                              parse_expression, parse_reference)
 from grader.rubric.model import CheckSpec
 from grader.rubric.references import resolve_reference
 
-FINDINGS = ("parse_error", "undecided", "known_mistake")
+FINDINGS = ("parse_error", "undecided", "known_mistake", "wrong_form")
+FORM_OPTIONS = ("must_use", "must_not_use")
 SYMBOL_OPTIONS = ("positive", "real", "interval", "commutative")
 DEFAULT_TIMEOUT_S = 5.0
 MISTAKE_TIMEOUT_S = 2.0
@@ -63,6 +70,46 @@ def symbol_table(declared: Any) -> dict[str, SymbolSpec]:
                                       interval=tuple(interval) if interval is not None else None,
                                       commutative=bool(options.get("commutative", True)))
     return table
+
+
+def function_list_problems(spec: CheckSpec) -> list[tuple[str, str]]:
+    """Rubric problems of ``params.must_use`` / ``params.must_not_use`` (lists of function names the parser knows)."""
+    problems: list[tuple[str, str]] = []
+    lists: dict[str, list[str]] = {}
+    for option in FORM_OPTIONS:
+        if option not in spec.params:
+            continue
+        value = spec.params[option]
+        if not isinstance(value, list) or not value or not all(isinstance(n, str) for n in value):
+            problems.append((f"params.{option}", f"{option} is a non-empty list of function names, e.g. [sigmoid]"))
+            continue
+        for name in value:
+            if name not in FUNCTIONS:
+                close = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(FUNCTIONS)})"
+                problems.append((f"params.{option}", f"{name!r} is not a function answers can use{hint}"))
+        lists[option] = value
+    both = sorted(set(lists.get("must_use", [])) & set(lists.get("must_not_use", [])))
+    if both:
+        problems.append(("params.must_not_use", f"{', '.join(both)} cannot be both required and forbidden"))
+    return problems
+
+
+def _names(names: list[str]) -> str:
+    return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def form_problem(key: str, used: frozenset[str], must_use: list[str], must_not_use: list[str]) -> str | None:
+    """A sentence when the answer is not written with the functions the question asks for; None when it is."""
+    forbidden = [n for n in must_not_use if n in used]
+    missing = [n for n in must_use if n not in used]
+    if forbidden:
+        instead = f"in terms of {_names(must_use)}" if must_use else "without it"
+        return (f"Write {_names(forbidden)} {instead}; your answer to '{key}' uses {_names(forbidden)} itself, "
+                "which restates the question instead of answering it.")
+    if missing:
+        return f"Write your answer to '{key}' in terms of {_names(must_use)}, as the question asks; it does not use {_names(missing)}."
+    return None
 
 
 def reference_expression(value: Any, symbols: Mapping[str, SymbolSpec]) -> sympy.Expr:
@@ -90,6 +137,7 @@ class ExpressionCheck(Check):
             symbols = symbol_table(spec.params["symbols"])
         except SymbolSpecError as exc:
             return problems + [("params.symbols", str(exc))]
+        problems += function_list_problems(spec)
         credit = spec.params.get("undecided_credit", 0.0)
         if not isinstance(credit, (int, float)) or not 0 <= credit <= 1:
             problems.append(("params.undecided_credit", "undecided_credit is a fraction of the points, between 0 and 1"))
@@ -142,6 +190,17 @@ class ExpressionCheck(Check):
         timeout = float(p.get("timeout_s", DEFAULT_TIMEOUT_S))
         verdict = compare(parsed.expr, reference, symbols, timeout_s=timeout, seed=seed)  # type: ignore[arg-type]
         decided = f"(decided by {verdict.method})"
+        wrong_form = form_problem(key, parsed.functions, list(p.get("must_use", [])), list(p.get("must_not_use", [])))
+        if wrong_form:
+            # The value alone cannot tell a derivation from a restatement of the question: the form decides.
+            if verdict.equivalent:
+                value = "It is equal to the expected expression, but not in the form the question asks for."
+            elif verdict.equivalent is None:
+                value = "Whether it is equal to the expected expression was not decided either."
+            else:
+                value = f"It is not equal to the expected expression either. {verdict.explanation}"
+            return Outcome(passed=False, findings=["wrong_form"], method=verdict.method,
+                           feedback=[wrong_form, f"{value} {decided}"])
         if verdict.equivalent:
             return Outcome(passed=True, feedback=[f"Correct. {verdict.explanation} {decided}"], method=verdict.method)
         if verdict.equivalent is None:

@@ -92,7 +92,12 @@ class MethodSequenceCheck(Check):
                                             "method": method, "inputs": inputs})
             if not reply.ok:
                 return reply_failure(reply, f"Calling {call}.{method}() over {len(inputs)} inputs")
-            got = reply.value.get("results", [])
+            got = reply.value.get("results") if isinstance(reply.value, dict) else None
+            if not isinstance(got, list) or len(got) != len(expected):
+                # Fail closed: zip() would silently judge only the answers that came back.
+                n = len(got) if isinstance(got, list) else 0
+                return Outcome.fail("wrong_sequence", f"Calling {call}.{method}() over {len(inputs)} inputs gave {n} result(s) "
+                                    f"instead of {len(expected)}, so the sequence could not be checked.")
             for k, (g, e) in enumerate(zip(got, expected)):
                 if not same(g, e, rtol):
                     g = _plain_result(g)

@@ -14,7 +14,7 @@ An answer is a YAML number, or a plain numeric string: ``1151280``,
 sentence saying how to write it, not guessed at.
 
 Params: ``rtol`` (default 1e-9) and ``atol`` (default 0) as in ``math.isclose``;
-``optional: true`` skips the check when the key is absent; ``show_expected:
+``optional: true`` (only with ``points: 0``) skips the check when the key is absent; ``show_expected:
 true`` puts the expected value in the feedback of a wrong answer.
 """
 from __future__ import annotations
@@ -107,6 +107,9 @@ class NumericCheck(Check):
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec)
         p = spec.params
+        if p.get("optional") and spec.points > 0:
+            # An unanswered optional check counts 0/0: with points it would drop out of the maximum, a pass in effect.
+            problems.append(("params.optional", "an optional check is feedback only: give it points: 0"))
         for name in ("rtol", "atol"):
             if name in p and not (_is_number(p[name]) and p[name] >= 0):
                 problems.append((f"params.{name}", f"{name} must be a number >= 0"))

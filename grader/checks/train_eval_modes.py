@@ -19,6 +19,7 @@ import numpy as np
 
 from grader.checks import register
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, reply_failure, shape_str
+from grader.rubric.model import CheckSpec
 
 FINDINGS = ("dropout_off_in_train", "random_in_eval")
 
@@ -33,6 +34,20 @@ class TrainEvalModesCheck(Check):
     findings = COMMON_FINDINGS + FINDINGS
     required_params = ("inits", "input")
     needs_reference = False
+
+    @classmethod
+    def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
+        problems = super().validate_spec(spec)
+        inits, arg = spec.params.get("inits"), spec.params.get("dropout_arg", "dropout")
+        if "inits" not in spec.params:
+            return problems
+        if not isinstance(inits, list) or not inits or not all(isinstance(i, dict) for i in inits):
+            problems.append(("params.inits", "inits is a non-empty list of keyword-argument mappings"))
+        elif not any(isinstance(i.get(arg), (int, float)) and i.get(arg, 0) > 0 for i in inits):
+            # Without a dropout probability above 0, "dropout is active in train()" is never tested.
+            problems.append(("params.inits", f"at least one configuration needs {arg} > 0 (params.dropout_arg names "
+                                             "the argument), or dropout in train() mode is never tested"))
+        return problems
 
     def run(self, ctx: Context) -> Outcome:
         p = self.spec.params

@@ -29,6 +29,15 @@ Findings: ``not_done`` (the loops or the model cannot run; reported alone),
 ``wrong_return``, ``wrong_num_correct``, ``wrong_test_loss``,
 ``loss_not_decreasing``, ``too_slow``, ``low_accuracy``. Each is an
 independent mistake, so all that apply are reported: give each a rubric item.
+
+The checks fail closed: when the records cannot show what a claim must be
+judged against (the model the loop was given was never called, its outputs
+are not (batch, classes) scores, or the calls do not line up with the
+loader's batches), the claim's finding is reported with a sentence saying
+what the grader could not see and why. A claim is never accepted because it
+could not be checked. A percentage returned for a count gets a hint, and the
+accuracy of a model that the student's loops feed flattened images is
+measured the same way (``input_layout`` in the reply), with a note.
 """
 from __future__ import annotations
 
@@ -92,6 +101,12 @@ def describe_value(value: Any) -> str:
     return repr(value)
 
 
+def looks_like_percentage(number: float, recount: int, total: int) -> bool:
+    """True when `number` is 100 * recount / total, to within rounding to a whole percent."""
+    percent = 100.0 * recount / total
+    return math.isfinite(number) and 0 <= number <= 100 and abs(number - percent) <= 0.5 + 1e-9
+
+
 def count_problem(what: str, got: Any, recount: int, total: int) -> str | None:
     """None if `got` is the recount; else a sentence with expected versus actual."""
     count = as_count(got)
@@ -101,6 +116,9 @@ def count_problem(what: str, got: Any, recount: int, total: int) -> str | None:
     if count is None and number is not None and 0 <= number <= 1 and recount > 1:
         return (f"{what} is {number:.4g}, which looks like an accuracy; it should be the number of correct "
                 f"predictions ({recount:,} of {total:,} here).")
+    if number is not None and total > 0 and total != 100 and looks_like_percentage(number, recount, total):
+        return (f"{what} should be a count of correct predictions ({recount:,} of {total:,} here), not a "
+                f"percentage ({number:.4g}%): return the number of correct predictions, not 100 * correct / total.")
     if count is None:
         return f"{what} should be an integer count of correct predictions; got {describe_value(got)}."
     return (f"{what} is {count:,}, but the model's predictions during that pass were right {recount:,} times "
@@ -120,7 +138,8 @@ class Seen:
 
 
 def align(log: dict[str, Any], fetched: np.ndarray, labels: np.ndarray, batch_size: int) -> Seen | None:
-    """Group the recorded calls k per loader batch (k = 1..3); None when they do not fit any such pattern."""
+    """Group the recorded calls k per loader batch (k = 1..3), or each batch over consecutive smaller calls;
+    None when they fit no such pattern (the caller then fails the judgement, saying why)."""
     sizes = log.get("sizes")
     rows = log.get("rows")
     if not isinstance(sizes, list) or not sizes or not isinstance(rows, np.ndarray) or 0 in sizes:
@@ -140,7 +159,43 @@ def align(log: dict[str, Any], fetched: np.ndarray, labels: np.ndarray, batch_si
             if seen.max(initial=-1) >= len(labels):
                 return None
             return Seen(per_call=per_call, labels=labels[seen], total=len(fetched))
-    return None
+    # Each batch split over consecutive calls (micro-batches, or one image at a time): one pass, in order.
+    i, groups = 0, 0
+    for batch in batches:
+        filled = 0
+        while i < len(sizes) and filled < len(batch):
+            filled, i = filled + sizes[i], i + 1
+        if filled != len(batch):
+            return None
+        groups += 1
+        if i == len(sizes):
+            break
+    if i != len(sizes):
+        return None
+    seen = np.concatenate(batches[:groups])
+    if seen.max(initial=-1) >= len(labels):
+        return None
+    return Seen(per_call=[rows], labels=labels[seen], total=len(fetched))
+
+
+def why_unseen(log: Any, fetched: Any, batch_size: int, loader: str) -> str:
+    """Why the recorded calls of one phase cannot be matched to the loader's batches: a reason to show the student."""
+    sizes = log.get("sizes") if isinstance(log, dict) else None
+    n_fetched = len(fetched) if isinstance(fetched, np.ndarray) else 0
+    if not isinstance(sizes, list) or not sizes:
+        if n_fetched == 0:
+            return f"no batch was taken from {loader} and the model it was given was never called"
+        return (f"the model it was given was never called while {n_fetched:,} images were taken from {loader}; "
+                "call that model (model(data) or model.forward(data)), not another one, on every batch")
+    if 0 in sizes:
+        return (f"{sizes.count(0)} of its {len(sizes)} call(s) returned something other than one (batch, classes) "
+                "tensor of scores")
+    if n_fetched == 0:
+        return f"the model was called {len(sizes)} time(s) but no batch was taken from {loader}"
+    shown = ", ".join(str(n) for n in sorted(set(sizes))[:4])
+    return (f"its {len(sizes)} call(s) on batches of {shown} image(s) do not line up with the "
+            f"{math.ceil(n_fetched / batch_size)} batch(es) taken from {loader}; call the model once on each batch "
+            "as the loader gives it")
 
 
 def mean_losses(outputs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -202,6 +257,8 @@ class TrainingLoopCheck(Check):
         problems = super().validate_spec(spec) + validate_params(spec.params)
         if int(spec.params.get("epochs", 3)) < 2:
             problems.append(("params.epochs", "at least 2 epochs are needed to see the loss go down"))
+        if "min_epochs" in spec.params and int(spec.params["min_epochs"]) < 2:
+            problems.append(("params.min_epochs", "at least 2 epochs are needed to see the loss go down"))
         return problems
 
     @classmethod
@@ -306,7 +363,11 @@ class TrainingLoopCheck(Check):
                     train_logged.append([x for x in logged if x is not None])
                 seen = align(e.get("train_calls", {}), e.get("train_fetched"), split.train_labels, batch_size)
                 if seen is None:
+                    # Fail closed: a count the grader cannot recount is not accepted on trust.
                     recounted_train = False
+                    why = why_unseen(e.get("train_calls"), e.get("train_fetched"), batch_size, "train_loader")
+                    v.add("wrong_num_correct", f"The grader could not see the model's outputs during {train_name} "
+                                               f"(epoch {n}), so num_correct cannot be verified: {why}.", topic="train_count")
                 else:
                     recounts = [int((calls == seen.labels).sum()) for calls in seen.per_call]
                     problems = [count_problem(f"num_correct from {train_name} (epoch {n})", num_correct, r, len(seen.labels))
@@ -325,7 +386,14 @@ class TrainingLoopCheck(Check):
             if not isinstance(ret, list) or len(ret) != 2:
                 v.add("wrong_return", f"{test_name} should return (test_loss, num_correct); in epoch {n} it "
                                       f"returned {describe_value(ret)}.", topic="test_return")
-            elif seen is not None:
+            elif seen is None:
+                # Fail closed: neither claim can be checked without the outputs, so neither is accepted.
+                why = why_unseen(e.get("test_calls"), e.get("test_fetched"), test_batch, "test_loader")
+                v.add("wrong_test_loss", f"The grader could not see the model's outputs during {test_name} (epoch {n}), "
+                                         f"so test_loss cannot be verified: {why}.", topic="test_loss")
+                v.add("wrong_num_correct", f"The grader could not see the model's outputs during {test_name} "
+                                           f"(epoch {n}), so num_correct cannot be verified: {why}.", topic="test_count")
+            else:
                 test_loss, num_correct = ret
                 n_val = len(split.val_labels)
                 if len(seen.labels) != n_val:
@@ -343,12 +411,6 @@ class TrainingLoopCheck(Check):
             v.notes.append(f"num_correct from {train_name} matched a recount in all {len(epochs)} epochs.")
         if recounted_test and val_losses and not v.topics & {"test_count", "test_loss", "test_return"}:
             v.notes.append(f"{test_name} returned the mean loss and the right num_correct in all {len(epochs)} epochs.")
-        if not recounted_train:
-            v.notes.append(f"num_correct of {train_name} could not be recounted (the model was not called once per "
-                           "batch with the batch's images), so it was not checked.")
-        if not recounted_test:
-            v.notes.append(f"The outputs of the model during {test_name} could not be matched to the validation batches, "
-                           "so test_loss and num_correct were not checked.")
         # The validation loss is recomputed here from the model's outputs, so it is preferred to the
         # losses the loop logged (which are the student's claim, and noisy batch by batch).
         decreased = None
@@ -364,6 +426,11 @@ class TrainingLoopCheck(Check):
                                          "optimizer.zero_grad(), loss.backward() and optimizer.step() for every batch?")
         elif decreased:
             v.notes.insert(0, f"The loss went down: {trend}.")
+        elif "too_slow" not in v.findings:  # fewer than 2 epochs is already told (and deducted) as too slow
+            # Fail closed: no loss the grader could compare across epochs, so the drop is not taken on trust.
+            v.add("loss_not_decreasing", f"The grader could not tell whether training lowers the loss: the model's "
+                                         f"outputs during {test_name} could not be seen and {train_name} logged no "
+                                         "losses in two epochs (return loss.item() every log_interval batches).")
         return v
 
     # accuracy ----------------------------------------------------------------------------------
@@ -391,8 +458,13 @@ class TrainingLoopCheck(Check):
             threshold = ref.accuracy - delta
             basis = f" (the reference loops and model reach {ref.accuracy:.1%} with the same data and budget, minus {delta:.1%})"
         epochs = len(value["epochs"])
+        layout = value.get("input_layout")
+        fed = ""
+        if isinstance(layout, list) and 0 < len(layout) <= 4 and all(type(d) is int and 0 < d <= 10**6 for d in layout):
+            fed = (f" (fed the images reshaped to (N, {', '.join(map(str, layout))}), as your {self._names()[1]} does: "
+                   "the model does not take them as the loader gives them)")
         line = (f"After {epochs} epoch(s) with your loops, {self.spec.target} reached {accuracy:.1%} accuracy on "
-                f"{m:,} held-out {split.dataset} test images; needed {threshold:.1%}{basis}.")
+                f"{m:,} held-out {split.dataset} test images{fed}; needed {threshold:.1%}{basis}.")
         if accuracy + 1e-12 < threshold:
             v.add("low_accuracy", line + " The loops run, but the model learns too little: check that every batch of "
                                          "the loader gets a training step, and compare the model's forward with the "

@@ -72,6 +72,9 @@ class ParseResult:
 
     expr: sympy.Expr | None = None
     error: ParseError | None = None
+    # Names of the functions the answer calls, as written (sigmoid is expanded into exp in ``expr``,
+    # so "written in terms of sigmoid" can only be judged from the text's own calls).
+    functions: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if (self.expr is None) == (self.error is None):
@@ -767,7 +770,8 @@ def parse_expression(
         # 1/0, log(0), 0/0: sympy turns these into zoo/nan, which would make
         # every later comparison meaningless ("differs by zoo").
         return ParseResult(error=_error(ErrorKind.UNDEFINED, f"answer evaluates to {expr}", offset=None))
-    return ParseResult(expr=expr)
+    called = frozenset(n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
+    return ParseResult(expr=expr, functions=called)
 
 
 def parse_reference(

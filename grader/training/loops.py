@@ -12,8 +12,15 @@ happened, without trusting the loops. Two observers do that:
 - `WatchedDataset` (a TensorDataset) records the index of every sample the
   loader fetches, in order, so the labels of the batches the model saw are
   known even with shuffling;
-- a forward hook on the model records, for every call, its batch size, the
-  argmax (training) or the full output rows (evaluation).
+- `ForwardRecorder` replaces the model instance's ``forward`` with a
+  recording wrapper, so every call is seen whether the loop writes
+  ``model(data)`` (``nn.Module.__call__`` looks ``forward`` up on the
+  instance) or ``model.forward(data)`` (which bypasses forward hooks: a hook
+  alone missed such loops and their mistakes went unchecked). For every call
+  it records the batch size and the argmax (training) or the full output
+  rows (evaluation). The model stays the student's own object, so
+  ``.to(device)``, ``.train()``, ``.eval()``, ``.parameters()`` and
+  ``state_dict()`` behave as in a notebook.
 
 The parent recounts ``num_correct`` and recomputes the mean loss from these
 records (`grader.checks.training_loop`). This module runs the loops and
@@ -22,7 +29,9 @@ in the parent on the reference loops (for a threshold relative to them).
 """
 from __future__ import annotations
 
+import functools
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +43,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from grader.training.harness import seed_everything
 
 # Captured at import (before any student code runs in the child).
+_object_setattr = object.__setattr__
+_object_delattr = object.__delattr__
 _register_forward_hook = nn.Module.register_forward_hook
+_update_wrapper = functools.update_wrapper
+_MethodType = types.MethodType
+_type = type
 _no_grad = torch.no_grad
 _Tensor = Tensor
 
@@ -57,22 +71,64 @@ class CallLog:
 
     sizes: list[int] = field(default_factory=list)  # batch size per call (0: not a (B, C) tensor)
     rows: list[Tensor] = field(default_factory=list)  # per call: (B,) argmax, or (B, C) outputs
+    input_shape: tuple[int, ...] | None = None  # per-sample shape of the first call's input, e.g. (784,) or (1, 28, 28)
 
     def concatenated(self) -> Tensor | None:
         return torch.cat(self.rows) if self.rows else None
 
 
+class RecordingForward:
+    """The callable put in place of a model's ``forward``: calls the real one, then records the output.
+
+    A deep copy of the model (``copy.deepcopy(model)``, e.g. to keep the best
+    weights) gets its own recording forward bound to the copy, so the copy
+    computes with its own weights and its calls are seen too.
+    """
+
+    def __init__(self, recorder: "ForwardRecorder", original: Callable[..., Any]) -> None:
+        self.recorder = recorder
+        self.original = original
+        _update_wrapper(self, original)  # name, doc and signature (via __wrapped__) of the real forward
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        output = self.original(*args, **kwargs)
+        self.recorder.record(output, args[0] if args else None)
+        return output
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        copy = memo.get(id(self.recorder.model))  # deepcopy registers the new model before copying its __dict__
+        if copy is None:
+            return self
+        return RecordingForward(self.recorder, _MethodType(_type(copy).forward, copy))
+
+
 class ForwardRecorder:
-    """A forward hook that logs outputs into the current phase's CallLog (None: not recording)."""
+    """Wraps the model instance's ``forward`` to log outputs into the current phase's CallLog (None: not recording).
+
+    Setting ``forward`` on the instance (not the class) is what makes both
+    ``model(x)`` and ``model.forward(x)`` go through the wrapper; `remove`
+    puts back whatever the instance had before.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.log: CallLog | None = None
         self.keep_outputs = False
-        self.handle = _register_forward_hook(model, self._hook)
+        self.model = model
+        self._own = model.__dict__.get("forward")  # a forward the instance itself carried, if any
+        self._hook: Any = None
+        try:
+            _object_setattr(model, "forward", RecordingForward(self, model.forward))
+        except (AttributeError, TypeError, RuntimeError):
+            # A model whose instance refuses attributes (e.g. a TorchScript module): a forward hook sees
+            # model(x) calls; model.forward(x) calls then go unseen, and the check fails closed on them.
+            self._hook = _register_forward_hook(model, lambda module, inputs, output: self.record(
+                output, inputs[0] if inputs else None))
 
-    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
+    def record(self, output: Any, first_input: Any = None) -> None:
         if self.log is None:
             return
+        if self.log.input_shape is None and isinstance(first_input, _Tensor) and first_input.ndim >= 1:
+            self.log.input_shape = tuple(int(d) for d in first_input.shape[1:])
         if isinstance(output, _Tensor) and output.ndim == 2:
             with _no_grad():
                 out = output.detach().float().cpu()  # (B, C)
@@ -89,7 +145,12 @@ class ForwardRecorder:
         self.log = None
 
     def remove(self) -> None:
-        self.handle.remove()
+        if self._hook is not None:
+            self._hook.remove()
+        elif self._own is not None:
+            _object_setattr(self.model, "forward", self._own)
+        elif "forward" in self.model.__dict__:
+            _object_delattr(self.model, "forward")
 
 
 @dataclass
@@ -189,6 +250,18 @@ def run_loops(model: nn.Module, train_one_epoch: Callable[..., Any], test_one_ep
         recorder.remove()
         run.seconds = time.perf_counter() - started
     return run
+
+
+class Reshaped(nn.Module):
+    """The student's model fed images reshaped per sample to the layout their own loops used (e.g. (784,))."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.inner = model
+        self.shape = shape
+
+    def forward(self, x: Tensor) -> Any:
+        return self.inner(x.reshape(x.shape[0], *self.shape))  # (B, *shape)
 
 
 def normalised_images(x_uint8: Tensor, normalize: tuple[float, float] | None) -> Tensor:

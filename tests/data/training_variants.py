@@ -221,3 +221,133 @@ def test_crashes(test_loader, model, device):
     for data, target in test_loader:
         model(data)
         raise ValueError("test loop not finished")
+
+
+# --- loops that call model.forward(data) (a forward hook never sees these calls) ---------------------
+
+
+def train_forward_ok(train_loader, model, device, optimizer, log_interval, epoch):
+    model.train()
+    losses, counter, num_correct = [], [], 0
+    for batch_idx, (data, target) in enumerate(train_loader):
+        data, target = data.to(device), target.to(device)
+        optimizer.zero_grad()
+        output = model.forward(data)
+        loss = F.nll_loss(output, target)
+        loss.backward()
+        optimizer.step()
+        num_correct += (output.argmax(dim=1) == target).sum().item()
+        if batch_idx % log_interval == 0:
+            losses.append(loss.item())
+            counter.append(batch_idx * len(data) + (epoch - 1) * len(train_loader.dataset))
+    return losses, counter, num_correct
+
+
+def train_forward_last_batch(train_loader, model, device, optimizer, log_interval, epoch):
+    """model.forward, and `num_correct =` instead of `+=`: only the last batch is counted."""
+    model.train()
+    losses, counter, num_correct = [], [], 0
+    for batch_idx, (data, target) in enumerate(train_loader):
+        optimizer.zero_grad()
+        output = model.forward(data)
+        loss = F.nll_loss(output, target)
+        loss.backward()
+        optimizer.step()
+        num_correct = (output.argmax(dim=1) == target).sum().item()
+        if batch_idx % log_interval == 0:
+            losses.append(loss.item())
+            counter.append(batch_idx * len(data))
+    return losses, counter, num_correct
+
+
+def test_forward_ok(test_loader, model, device):
+    model.eval()
+    test_loss, num_correct = 0.0, 0
+    with torch.no_grad():
+        for data, target in test_loader:
+            output = model.forward(data.to(device))
+            test_loss += F.nll_loss(output, target, reduction="sum").item()
+            num_correct += (output.argmax(dim=1) == target).sum().item()
+    return test_loss / len(test_loader.dataset), num_correct
+
+
+def test_forward_summed(test_loader, model, device):
+    """model.forward, and the summed loss returned without dividing by the number of images."""
+    model.eval()
+    test_loss, num_correct = 0.0, 0
+    with torch.no_grad():
+        for data, target in test_loader:
+            output = model.forward(data)
+            test_loss += F.nll_loss(output, target, reduction="sum").item()
+            num_correct += (output.argmax(dim=1) == target).sum().item()
+    return test_loss, num_correct
+
+
+def test_percentage(test_loader, model, device):
+    """num_correct returned as a percentage of the test set."""
+    loss, correct = test_ok(test_loader, model, device)
+    return loss, 100.0 * correct / len(test_loader.dataset)
+
+
+def test_made_up(test_loader, model, device):
+    """Never runs the model: plausible numbers with nothing behind them."""
+    for _ in test_loader:
+        pass
+    return 0.25, int(0.9 * len(test_loader.dataset))
+
+
+# --- MNISTClassifierMLP variants for 2.1 (module_structure, rubric items per finding) -------------------
+
+
+class LogitsMLP(nn.Module):
+    """784 -> 128 -> ReLU -> 10, 101,770 parameters, returns logits (written for nn.CrossEntropyLoss)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.view(-1, 784))))
+
+
+class FlatInputMLP(GoodMLP):
+    """Right layers and log_softmax, but expects (N, 784): the caller must flatten."""
+
+    def forward(self, x):
+        return F.log_softmax(self.fc2(F.relu(self.fc1(x))), dim=1)
+
+
+class FlatInputLogitsMLP(GoodMLP):
+    """Both recognised forms at once."""
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class SoftmaxMLP(GoodMLP):
+    def forward(self, x):
+        return F.softmax(self.fc2(F.relu(self.fc1(x.view(-1, 784)))), dim=1)
+
+
+class WideLogitsMLP(nn.Module):
+    """256 hidden units and logits: two independent mistakes."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 256)
+        self.fc2 = nn.Linear(256, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class ImageOnlyNet(nn.Module):
+    """Fails on images and on flattened images alike (a conv layer that wants 3 channels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 10, 5)
+
+    def forward(self, x):
+        return self.conv(x)

@@ -24,7 +24,7 @@ import torch
 from grader.child.ops import Namespace, NotPlainData, StudentError, from_plain, operation, student_error, to_plain
 from grader.training.fitting import fit_and_predict, settings_from_plain
 from grader.training.harness import STUDENT_ERRORS, StudentModelError, predict
-from grader.training.loops import LoopSettings, normalised_images, run_loops
+from grader.training.loops import LoopSettings, Reshaped, normalised_images, run_loops
 
 # Captured before student code runs (see grader.child.ops).
 _Module = torch.nn.Module
@@ -128,7 +128,7 @@ def train_loop(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
             "test_fetched": np.asarray(e.test_fetched, dtype=np.int64),
         })
     reply: dict[str, Any] = {"epochs": epochs, "timed_out": run.timed_out, "seconds": run.seconds,
-                             "predictions": None, "problem": None}
+                             "predictions": None, "problem": None, "input_layout": None}
     try:
         preds = predict(model, eval_x, device=settings.device, normalize=normalize, n_classes=None)  # (M,)
         reply["predictions"] = preds.numpy().astype(np.int64)
@@ -136,4 +136,24 @@ def train_loop(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
         reply["problem"] = exc.message
     except STUDENT_ERRORS as exc:
         reply["problem"] = f"predicting raised {_type(exc).__name__}: {exc}"
+    layout = _loop_layout(run, tuple(val_x.shape[1:]))
+    if reply["problem"] is not None and layout is not None:
+        # A model written for flattened input (its structure check says so) is evaluated the way the student's
+        # own test_one_epoch fed it, so 2.3 judges the loops, not the input layout a second time.
+        try:
+            preds = predict(Reshaped(model, layout), eval_x, device=settings.device, normalize=normalize, n_classes=None)
+            reply.update(predictions=preds.numpy().astype(np.int64), problem=None, input_layout=list(layout))
+        except (StudentModelError, *STUDENT_ERRORS):
+            pass  # the first problem stands
     return reply
+
+
+def _loop_layout(run: Any, image_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The per-sample input layout test_one_epoch fed the model, when it differs from the images' and holds as many values."""
+    shapes = [e.test_calls.input_shape for e in run.epochs if e.test_calls.input_shape is not None]
+    if not shapes:
+        return None
+    layout = shapes[-1]
+    if layout == image_shape or int(np.prod(layout)) != int(np.prod(image_shape)):
+        return None
+    return layout
