@@ -150,3 +150,23 @@ def test_the_recorder_sees_model_call_forward_call_and_deep_copies():
     recorder.remove()
     model(x)
     assert "forward" not in vars(model) and log.sizes == [4, 4, 4]  # removed: nothing more is recorded
+
+
+@pytest.mark.parametrize("grads", [None, [], "missing"], ids=["none", "empty", "absent"])
+def test_values_without_gradients_do_not_pass_a_gradient_check(tricks, grads):
+    """A reply with the right values and no gradients (student code can write its own reply frame) used to
+    pass: the gradient loop ran over zip(grad_wrt, ref_grads, grads or []), which is empty."""
+    import torch
+
+    from grader.checks import REGISTRY
+    from grader.checks.base import finish
+
+    spec = _spec(tricks, "act.relu")
+
+    def answer(message: dict[str, Any]) -> dict[str, Any]:
+        value = torch.relu(torch.from_numpy(message["args"][0])).numpy()
+        return {"value": value} if grads == "missing" else {"value": value, "grads": grads}
+
+    outcome = REGISTRY[spec.kind](spec).run(_context(tricks, answer))
+    assert not outcome.passed and finish(spec, outcome).score == 0, outcome.feedback
+    assert "could not obtain the gradients" in " ".join(outcome.feedback)

@@ -170,7 +170,13 @@ class TensorFunctionCheck(Check):
                     grads = reply.value.get("grads")
                     if isinstance(grads, str):
                         return Outcome.fail("incorrect", f"{where}: {grads}")
-                    for i, g_ref, g in zip(grad_wrt, ref_grads, grads or []):
+                    if not isinstance(grads, list) or len(grads) != len(ref_grads):
+                        # Fail closed: a gradient that did not come back is not a gradient that matched.
+                        return Outcome.fail("incorrect", f"{where}: the grader could not obtain the gradients with "
+                                            f"respect to argument(s) {', '.join(str(i + 1) for i in grad_wrt)} "
+                                            "from your function, so they cannot be checked; return a tensor "
+                                            "computed from the inputs with torch operations.")
+                    for i, g_ref, g in zip(grad_wrt, ref_grads, grads):
                         problem_g = compare_arrays(g, g_ref, rtol=rtol * 10, atol=atol * 10,
                                                    what=f"{where}: the gradient with respect to argument {i + 1}")
                         if problem_g:
