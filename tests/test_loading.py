@@ -9,19 +9,51 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader.child.loading.answers import AnswersError, answers_from_cells, read_answers_yaml
 from grader.loading.files import find_files
+from grader.child.loading import notebook
 from grader.child.loading.notebook import clean_cell, read_code_cells
-from grader.child.loading.statements import select_statements
+from grader.child.loading.statements import analyse_unit, plan_statements
 
 
-@pytest.mark.parametrize("source,expected", [
-    ("%matplotlib inline\nimport torch\n", "\nimport torch\n"),
-    ("!pip install x\nx = 1\n", "\nx = 1\n"),
+# (cell, as the loader reads it): IPython syntax becomes `pass`, line for line; Python stays Python.
+JUPYTER_CASES = [
+    ("%matplotlib inline\nimport torch\n", "pass\nimport torch\n"),
+    ("!pip install x\nx = 1\n", "pass\nx = 1\n"),
     ("%%bash\necho hi\n", "\n\n"),
     ("%%time\nx = 1\n", "\nx = 1\n"),
-    ("model?\ny = 2\n", "\ny = 2\n"),
-])
-def test_ipython_lines_are_blanked_keeping_line_numbers(source, expected):
+    ("\n%%capture\nimport torch\n", "\n\nimport torch\n"),
+    ("model?\ny = 2\n", "pass\ny = 2\n"),
+    ("?model\ny = 2\n", "pass\ny = 2\n"),
+    ("model??\n", "pass\n"),
+    ("%timeit f()\nz = 3\n", "pass\nz = 3\n"),
+    ("%time y = f(2)\n", "y = f(2)\n"),
+    ("files = !ls\nn = 1\n", "pass\nn = 1\n"),
+    ("if True:\n    !nvidia-smi\n", "if True:\n    pass\n"),
+    ("def f():\n    %time g()\n    return 1\n", "def f():\n    g()\n    return 1\n"),
+    # Python that the old line-by-line blanking broke:
+    ("# the shapes match, right?\nx = 1\n", "# the shapes match, right?\nx = 1\n"),
+    ("ok = (a\n      != b)\n", "ok = (a\n      != b)\n"),
+    ("r = (n\n     % 2)\n", "r = (n\n     % 2)\n"),
+    ("r = n \\\n    % 2\n", "r = n \\\n    % 2\n"),
+    ('s = """\n%not a magic\n!nor this?\n"""\n', 's = """\n%not a magic\n!nor this?\n"""\n'),
+    ("print('done!')  # ok?\n", "print('done!')  # ok?\n"),
+    ("\n\n!pip install x\n", "\n\npass\n"),
+]
+
+
+@pytest.mark.parametrize("source,expected", JUPYTER_CASES)
+def test_cells_are_read_as_jupyter_reads_them_keeping_line_numbers(source, expected):
     assert clean_cell(source) == expected
+    assert len(clean_cell(source).splitlines()) == len(source.splitlines())
+    ast.parse(clean_cell(source))
+
+
+@pytest.mark.parametrize("source,expected", JUPYTER_CASES)
+def test_the_rules_without_ipython_agree_with_ipython(source, expected):
+    """The fallback for an environment without IPython gives what IPython's transformer gives."""
+    inputtransformer2 = pytest.importorskip("IPython.core.inputtransformer2")
+    lines = source.splitlines()
+    with_ipython = notebook._transform_with_ipython(lines, inputtransformer2.TransformerManager())
+    assert notebook._transform_without_ipython(lines) == with_ipython
 
 
 def test_notebook_code_cells_keep_their_cell_numbers(tmp_path):
@@ -29,7 +61,7 @@ def test_notebook_code_cells_keep_their_cell_numbers(tmp_path):
     path = tmp_path / "hw4.ipynb"
     nbformat.write(nb, str(path))
     cells = read_code_cells(path)
-    assert [c.index for c in cells] == [2, 3] and cells[1].source.strip() == ""
+    assert [c.index for c in cells] == [2, 3] and cells[1].source.strip() == "y = 2"  # as Jupyter runs it
 
 
 SOURCE = '''"""doc"""
@@ -53,16 +85,19 @@ x = f()
 '''
 
 
-def test_only_definitions_run_by_default():
-    sel = select_statements(ast.parse(SOURCE), SOURCE, mode="definitions")
-    kept = [type(s).__name__ for s in sel.kept]
+def _plan(source: str, targets: list[str] | None, mode: str = "definitions"):
+    return plan_statements(analyse_unit("hw4.py", source, ast.parse(source)), targets, mode=mode)
+
+
+def test_only_definitions_run_when_nothing_graded_needs_more():
+    plan = _plan(SOURCE, ["f", "M"])
+    kept = [type(s.node).__name__ for s in plan.statements if s.run]
     assert kept == ["Expr", "Import", "ImportFrom", "Try", "Assign", "Assign", "Assign", "FunctionDef", "ClassDef"]
-    assert [line for line, _ in sel.skipped] == [13, 14, 15, 16, 18]
+    assert [s.node.lineno for s in plan.skipped] == [13, 14, 15, 16, 18]
 
 
 def test_mode_all_keeps_everything():
-    sel = select_statements(ast.parse(SOURCE), SOURCE, mode="all")
-    assert not sel.skipped
+    assert not _plan(SOURCE, ["f"], mode="all").skipped
 
 
 def test_answers_yaml_is_flattened_to_dotted_ids(tmp_path):
