@@ -274,3 +274,22 @@ def test_a_syntax_error_is_still_named_for_a_name_it_may_hide():
     _add_load_hint(result, _spec("conv_filter", "avgpool_as_conv"), load)
     assert result.feedback[-1] == ("'avgpool_as_conv' is not defined after loading; perhaps because of: "
                                    "hw4.ipynb cell 4, line 2: syntax error: '(' was never closed")
+
+
+def _answers_context(load):
+    from types import SimpleNamespace
+
+    rubric = SimpleNamespace(answer_files=["answers.yaml"], code_files=["a2.ipynb"], checks=[])
+    return SimpleNamespace(answers=(load.answers or {}) if load else {}, load=load, rubric=rubric)
+
+
+def test_a_missing_answer_is_blamed_on_an_unreadable_cell_never_on_an_import_error():
+    from grader.checks.answer_keys import lookup_answer
+
+    imports = _load(errors=["a2.ipynb cell 2, line 3: ModuleNotFoundError: No module named 'torchsummary'"])
+    _, outcome = lookup_answer(_answers_context(imports), "q3.conv_flops")
+    assert "torchsummary" not in outcome.feedback[0] and outcome.feedback[0].startswith("No answers were found")
+    syntax = _load(errors=["a2.ipynb cell 9, line 4: syntax error: '{' was never closed"])
+    _, outcome = lookup_answer(_answers_context(syntax), "q3.conv_flops")
+    assert outcome.feedback[0].endswith("(A notebook cell could not be read, so an ANSWERS cell there was not seen: "
+                                        "a2.ipynb cell 9, line 4: syntax error: '{' was never closed)")
