@@ -226,7 +226,10 @@ class Namespace:
                 error = f"not run: the {need_seconds:g} s that statements needed at load may take together had run out"
             else:
                 started = time.monotonic()
-                error = self._exec_statement(stmt, seconds)
+                try:
+                    error = self._exec_statement(stmt, seconds)
+                except LoadTimeout:  # a repeat of the alarm in the instant before it was cleared
+                    error = f"did not finish within {seconds:g} s, the limit for a statement run at load"
                 if limited:
                     remaining -= time.monotonic() - started
             if error is None:
