@@ -6,6 +6,7 @@ and a `GradingRun` always comes back.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import time
@@ -146,9 +147,11 @@ def _add_load_hint(result: CheckResult, spec: CheckSpec, load: LoadReport | None
             # Statements run one at a time, so an import error elsewhere cannot hide a definition; a syntax error can.
             unreadable = [e for e in load.errors if "syntax error" in e or "cannot be parsed" in e
                           or "not a readable Jupyter notebook" in e]
-            hint = f"'{name}' is not defined after loading"
-            hints.append(hint + ("; perhaps because of: " + " | ".join(unreadable[:3]) if unreadable else
-                                 ": no statement of the submission that ran defines it (check the spelling)."))
+            close = difflib.get_close_matches(name, load.names, n=1, cutoff=0.8)
+            if unreadable:
+                hints.append(f"'{name}' is not defined after loading; perhaps because of: " + " | ".join(unreadable[:3]))
+            elif close:
+                hints.append(f"'{name}' is not defined after loading, but '{close[0]}' is: rename it to '{name}'.")
     for hint in dict.fromkeys(hints):
         if hint not in result.feedback:
             result.feedback.append(hint)

@@ -245,14 +245,14 @@ def test_a_failed_needed_statement_is_named_in_every_check_that_uses_it():
 def test_a_name_the_loader_skipped_is_said_to_be_skipped_with_its_line():
     from grader.engine import _add_load_hint
 
-    load = _load(names=["train_one_epoch"], errors=["hw4.py, line 3: ModuleNotFoundError: No module named 'torchsummary'"],
+    load = _load(names=["train_one_epoch", "MNISTClassifierMlp"], errors=["hw4.py, line 3: ModuleNotFoundError: No module named 'torchsummary'"],
                  skipped_defines={"criterion": "hw4.py, line 9 (`criterion = make_loss()`)"})
     result = _result("Running train_one_epoch failed: NameError: name 'criterion' is not defined (hw4.py, line 14)")
     _add_load_hint(result, _spec("training_loop", "MNISTClassifierMLP", train_function="train_one_epoch"), load)
     text = "\n".join(result.feedback)
     assert "'criterion' is not defined because the loader skipped the line that defines it, hw4.py, line 9" in text
     assert "torchsummary" not in text  # an import error elsewhere cannot hide a definition
-    assert "'MNISTClassifierMLP' is not defined after loading: no statement" in text
+    assert "'MNISTClassifierMLP' is not defined after loading, but 'MNISTClassifierMlp' is" in text
 
 
 def test_answers_and_passed_checks_get_no_load_hint():
