@@ -131,13 +131,13 @@ def _add_load_hint(result: CheckResult, spec: CheckSpec, load: LoadReport | None
     hints: list[str] = []
     for failure in load.needed_failed:
         if set(failure["targets"]) & set(names):
-            hints.append(_failure_sentence(failure))
+            hints.append(_failure_sentence(failure, load))
     missing = _NAME_ERROR.findall(" ".join(result.feedback))
     missing += [n for n in names if n not in load.names]
     for name in dict.fromkeys(missing):
         failed = [f for f in load.needed_failed if name in f["names"]]
         if failed:
-            hints.append(_failure_sentence(failed[0], name))
+            hints.append(_failure_sentence(failed[0], load, name))
         elif name in load.skipped_defines:
             hints.append(f"'{name}' is not defined because the loader skipped the line that defines it, "
                          f"{load.skipped_defines[name]}: at load only imports, definitions, literal assignments "
@@ -157,9 +157,15 @@ def _add_load_hint(result: CheckResult, spec: CheckSpec, load: LoadReport | None
             result.feedback.append(hint)
 
 
-def _failure_sentence(failure: dict, name: str | None = None) -> str:
-    shown = [name] if name else failure["names"]
-    what = ", ".join(f"'{n}'" for n in shown[:3]) or "a statement your code needs"
-    verb = "is" if len(shown[:3]) == 1 else "are"
-    return (f"{what} {verb} defined at {failure['where']} (`{failure['code']}`), which failed at load: "
-            f"{failure['error']}")
+def _failure_sentence(failure: dict, load: LoadReport, name: str | None = None) -> str:
+    """'device' is not defined: the statement that defines it, <where> (`<code>`), failed at load: <error>."""
+    shown = ([name] if name else failure["names"])[:3]
+    where = f"{failure['where']} (`{failure['code']}`)"
+    missing = [n for n in shown if n not in load.names]
+    if missing:
+        what = ", ".join(f"'{n}'" for n in missing)
+        them = "it" if len(missing) == 1 else "them"
+        return (f"{what} {'is' if len(missing) == 1 else 'are'} not defined: the statement that defines {them}, "
+                f"{where}, failed at load: {failure['error']}")
+    what = ", ".join(f"'{n}'" for n in shown) or "A statement your code needs"
+    return f"{what} {'is' if len(shown) == 1 else 'are'} defined at {where}, which failed at load: {failure['error']}"

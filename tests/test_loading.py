@@ -237,8 +237,8 @@ def test_a_failed_needed_statement_is_named_in_every_check_that_uses_it():
     for target, named in [("C3_layer", True), ("LeNet", True), ("LR", False)]:
         result = _result("Running it failed: NameError: name 'device' is not defined" if named else "wrong values")
         _add_load_hint(result, _spec("module_structure", target), load)
-        hint = ("'device' is defined at hw4.ipynb cell 3, line 2 (`device = torch.device(\"cuda:1\")`), which failed "
-                "at load: RuntimeError: no CUDA GPUs are available")
+        hint = ("'device' is not defined: the statement that defines it, hw4.ipynb cell 3, line 2 "
+                "(`device = torch.device(\"cuda:1\")`), failed at load: RuntimeError: no CUDA GPUs are available")
         assert (hint in result.feedback) is named
 
 
@@ -293,3 +293,14 @@ def test_a_missing_answer_is_blamed_on_an_unreadable_cell_never_on_an_import_err
     _, outcome = lookup_answer(_answers_context(syntax), "q3.conv_flops")
     assert outcome.feedback[0].endswith("(A notebook cell could not be read, so an ANSWERS cell there was not seen: "
                                         "a2.ipynb cell 9, line 4: syntax error: '{' was never closed)")
+
+
+def test_a_failed_statement_that_redefines_a_name_says_the_name_is_defined_but_not_as_intended():
+    from grader.engine import _add_load_hint
+
+    failure = {"names": ["SCALE"], "targets": ["f"], "where": "hw4.py, line 9", "code": "SCALE = calibrate()",
+               "error": "RuntimeError: no data"}
+    result = _result("wrong values")
+    _add_load_hint(result, _spec("tensor_function", "f"), _load(names=["f", "SCALE"], needed_failed=[failure]))
+    assert result.feedback[-1] == ("'SCALE' is defined at hw4.py, line 9 (`SCALE = calibrate()`), which failed at load: "
+                                   "RuntimeError: no data")
