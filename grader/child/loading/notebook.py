@@ -77,7 +77,7 @@ def _transform_with_ipython(lines: list[str], manager: object) -> list[str]:
             cleaned = cleanup(cleaned)
     try:
         transformed = manager.transform_cell("".join(cleaned)).splitlines()  # type: ignore[attr-defined]
-    except (SyntaxError, ValueError, RuntimeError, tokenize.TokenError):
+    except Exception:  # IPython gave up on this cell (it raises several types): read it with the tokenizer rules
         return _transform_without_ipython(lines)
     cleaned = [line.rstrip("\n") for line in cleaned]
     if len(transformed) != len(cleaned):
