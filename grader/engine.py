@@ -158,14 +158,14 @@ def _add_load_hint(result: CheckResult, spec: CheckSpec, load: LoadReport | None
 
 
 def _failure_sentence(failure: dict, load: LoadReport, name: str | None = None) -> str:
-    """'device' is not defined: the statement that defines it, <where> (`<code>`), failed at load: <error>."""
+    """'device' is not defined because the statement that defines it, <where> (`<code>`), failed at load: <error>."""
     shown = ([name] if name else failure["names"])[:3]
     where = f"{failure['where']} (`{failure['code']}`)"
     missing = [n for n in shown if n not in load.names]
     if missing:
         what = ", ".join(f"'{n}'" for n in missing)
         them = "it" if len(missing) == 1 else "them"
-        return (f"{what} {'is' if len(missing) == 1 else 'are'} not defined: the statement that defines {them}, "
+        return (f"{what} {'is' if len(missing) == 1 else 'are'} not defined because the statement that defines {them}, "
                 f"{where}, failed at load: {failure['error']}")
     what = ", ".join(f"'{n}'" for n in shown) or "A statement your code needs"
     return f"{what} {'is' if len(shown) == 1 else 'are'} defined at {where}, which failed at load: {failure['error']}"

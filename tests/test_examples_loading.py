@@ -132,10 +132,10 @@ def test_needed_statements_run_heavy_ones_time_out_and_unneeded_ones_are_skipped
 
 
 @pytest.mark.parametrize("check_id,sentence", [
-    ("gray_slow", f"'SCALE' is not defined: the statement that defines it, hw4.py, line "
+    ("gray_slow", f"'SCALE' is not defined because the statement that defines it, hw4.py, line "
                   f"{line_of('SCALE = slow_scale()')} (`SCALE = slow_scale()`), failed at load: "
                   "did not finish within 5 s, the limit for a statement run at load"),
-    ("gray_failing", f"'OFFSET' is not defined: the statement that defines it, hw4.py, line "
+    ("gray_failing", f"'OFFSET' is not defined because the statement that defines it, hw4.py, line "
                      f"{line_of('OFFSET = 1 / (len(WEIGHTS) - 3)')} (`OFFSET = 1 / (len(WEIGHTS) - 3)`), failed at load: "
                      "ZeroDivisionError: division by zero"),
     ("gray_eval", "'COEFFS' is not defined because the loader skipped the line that defines it, hw4.py, line "

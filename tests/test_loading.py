@@ -237,7 +237,7 @@ def test_a_failed_needed_statement_is_named_in_every_check_that_uses_it():
     for target, named in [("C3_layer", True), ("LeNet", True), ("LR", False)]:
         result = _result("Running it failed: NameError: name 'device' is not defined" if named else "wrong values")
         _add_load_hint(result, _spec("module_structure", target), load)
-        hint = ("'device' is not defined: the statement that defines it, hw4.ipynb cell 3, line 2 "
+        hint = ("'device' is not defined because the statement that defines it, hw4.ipynb cell 3, line 2 "
                 "(`device = torch.device(\"cuda:1\")`), failed at load: RuntimeError: no CUDA GPUs are available")
         assert (hint in result.feedback) is named
 
