@@ -6,7 +6,9 @@ and a `GradingRun` always comes back.
 """
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -16,7 +18,7 @@ from typing import Callable
 from grader.checks import REGISTRY, Context, Outcome, finish, timed_run
 from grader.loading.files import find_files, intake_limits, take_in
 from grader.results import CheckResult, GradingRun
-from grader.rubric.model import Rubric
+from grader.rubric.model import CheckSpec, Rubric
 from grader.sandbox.client import Limits, LoadReport, Sandbox
 
 
@@ -77,7 +79,7 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
         protected = protected_paths(rubric, protect or [], data_dir=data_dir)
         sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
                           load_mode=rubric.load_mode, limits=limits_for(rubric), isolation_level=isolation,
-                          protected=protected, device=device)
+                          protected=protected, device=device, load_targets=load_targets(rubric))
         run.isolation = sandbox.level
     try:
         load = sandbox.start() if sandbox is not None else None
@@ -90,8 +92,9 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
             if load.answers_error and load.answers_error != files.answers_refused:  # that one is listed above
                 run.load_messages.append(f"Answers: {load.answers_error}")
             if load.skipped:
-                run.load_messages.append(f"Not run at load (only imports, definitions and literal assignments run): "
-                                         f"{len(load.skipped)} statement(s), e.g. {load.skipped[0]}")
+                run.load_messages.append(f"Not run at load (only imports, definitions, literal assignments and the "
+                                         f"statements graded code needs run): {len(load.skipped)} statement(s), "
+                                         f"e.g. {load.skipped[0]}")
         if sandbox is not None and sandbox.notes:
             run.load_messages += sandbox.notes
         ctx = Context(rubric=rubric, reference=rubric.reference, sandbox=sandbox if files.code is not None else None,
@@ -111,7 +114,7 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
                 result = finish(spec, Outcome.fail("not_loaded", "Your code could not be loaded: " + " | ".join(load.errors[:3])))
             else:
                 result = timed_run(check, ctx)
-                _add_load_hint(result, spec.target, load)
+                _add_load_hint(result, spec, load)
             run.results.append(result)
             if on_result:
                 on_result(result)
@@ -123,10 +126,69 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
     return run
 
 
-def _add_load_hint(result: CheckResult, target: str | None, load) -> None:
-    """A missing name is often a load error or a skipped statement: point at it."""
-    if load is None or not target or result.passed or target in load.names:
+# The params of check kinds that name further student functions (training_loop's loops, forward_backward's forward).
+_NAME_PARAMS = ("train_function", "test_function", "forward")
+_NAME_ERROR = re.compile(r"NameError: name '([A-Za-z_]\w*)' is not defined")
+
+
+def check_names(spec: CheckSpec) -> list[str]:
+    """The submission's names a check of code uses: its target, and functions its params name."""
+    if not REGISTRY[spec.kind].needs_code:
+        return []
+    names = [spec.target.split(".", 1)[0]] if spec.target else []
+    names += [v for k in _NAME_PARAMS if isinstance(v := spec.params.get(k), str)]
+    return names
+
+
+def load_targets(rubric: Rubric) -> list[str]:
+    """Every name the rubric's checks of code use: the loader runs the statements these need."""
+    return sorted({name for spec in rubric.checks for name in check_names(spec)})
+
+
+def _add_load_hint(result: CheckResult, spec: CheckSpec, load: LoadReport | None) -> None:
+    """Point a failed check of code at what loading did to the names it uses: a needed statement that
+    failed, a statement the loader skipped, or a syntax error that hid a definition."""
+    names = check_names(spec)
+    if load is None or not names or result.passed:
         return
-    related = [e for e in load.errors] + [s for s in load.skipped if target in s]
-    if related:
-        result.feedback.append(f"'{target}' is not defined after loading; perhaps because of: " + " | ".join(related[:3]))
+    hints: list[str] = []
+    for failure in load.needed_failed:
+        if set(failure["targets"]) & set(names):
+            hints.append(_failure_sentence(failure, load))
+    missing = _NAME_ERROR.findall(" ".join(result.feedback))
+    missing += [n for n in names if n not in load.names]
+    for name in dict.fromkeys(missing):
+        failed = [f for f in load.needed_failed if name in f["names"]]
+        if failed:
+            hints.append(_failure_sentence(failed[0], load, name))
+        elif name in load.skipped_defines:
+            hints.append(f"'{name}' is not defined because the loader skipped the line that defines it, "
+                         f"{load.skipped_defines[name]}: at load only imports, definitions, literal assignments "
+                         f"and the statements your graded code is seen to need run. Define '{name}' with a "
+                         f"plain assignment, or inside the function that uses it.")
+        elif name not in load.names:
+            # Statements run one at a time, so an import error elsewhere cannot hide a definition; a syntax error can.
+            unreadable = [e for e in load.errors if "syntax error" in e or "cannot be parsed" in e
+                          or "not a readable Jupyter notebook" in e]
+            close = difflib.get_close_matches(name, load.names, n=1, cutoff=0.8)
+            if unreadable:
+                hints.append(f"'{name}' is not defined after loading; perhaps because of: " + " | ".join(unreadable[:3]))
+            elif close:
+                hints.append(f"'{name}' is not defined after loading, but '{close[0]}' is: rename it to '{name}'.")
+    for hint in dict.fromkeys(hints):
+        if hint not in result.feedback:
+            result.feedback.append(hint)
+
+
+def _failure_sentence(failure: dict, load: LoadReport, name: str | None = None) -> str:
+    """'device' is not defined because the statement that defines it, <where> (`<code>`), failed at load: <error>."""
+    shown = ([name] if name else failure["names"])[:3]
+    where = f"{failure['where']} (`{failure['code']}`)"
+    missing = [n for n in shown if n not in load.names]
+    if missing:
+        what = ", ".join(f"'{n}'" for n in missing)
+        them = "it" if len(missing) == 1 else "them"
+        return (f"{what} {'is' if len(missing) == 1 else 'are'} not defined because the statement that defines {them}, "
+                f"{where}, failed at load: {failure['error']}")
+    what = ", ".join(f"'{n}'" for n in shown) or "A statement your code needs"
+    return f"{what} {'is' if len(shown) == 1 else 'are'} defined at {where}, which failed at load: {failure['error']}"

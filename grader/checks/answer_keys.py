@@ -35,8 +35,13 @@ def lookup_answer(ctx: Context, key: str) -> tuple[Any, Outcome | None]:
     if load is not None and load.answers_error:
         return None, Outcome.fail("missing", f"Your answers could not be read, so '{key}' has no answer: {load.answers_error}")
     if load is None or load.answers is None:
-        return None, Outcome.fail("missing", f"No answers were found: put the answer to '{key}' in {where_answers_go(ctx)}, "
-                                  f"written as {_yaml_hint(key)}.")
+        message = (f"No answers were found: put the answer to '{key}' in {where_answers_go(ctx)}, "
+                   f"written as {_yaml_hint(key)}.")
+        # Only a cell that cannot be parsed can hide an ANSWERS cell; an import error elsewhere cannot.
+        unreadable = [e for e in (load.errors if load else []) if ".ipynb cell" in e and "syntax error" in e]
+        if unreadable:
+            message += f" (A notebook cell could not be read, so an ANSWERS cell there was not seen: {unreadable[0]})"
+        return None, Outcome.fail("missing", message)
     message = f"No answer for '{key}' in {where_answers_go(ctx)}: add it, written as {_yaml_hint(key)}."
     if key in answers:
         message = f"The answer for '{key}' in {where_answers_go(ctx)} is empty: write your answer after the colon."

@@ -9,6 +9,7 @@ its own results are measured and reported.
 from __future__ import annotations
 
 import ast
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from grader.protocol import GENERATOR_TAG
 from grader.child.loading.answers import AnswersError, answers_from_cells, read_answers_yaml
 from grader.child.loading.notebook import read_code_cells
-from grader.child.loading.statements import select_statements
+from grader.child.loading.statements import LoadPlan, Statement, analyse_unit, plan_statements
 
 # Captured before student code runs (see module docstring).
 _Tensor = torch.Tensor
@@ -41,6 +42,20 @@ _Generator = torch.Generator
 # The most a reply may hold (set by the child from its limits): a bigger result
 # is refused here, before it is copied, instead of by the parent after.
 MAX_REPLY_BYTES: int | None = None
+
+# Statements run at load only because graded code needs them (see loading.statements)
+# may be heavy: each gets STATEMENT_SECONDS, all together NEED_SECONDS unless the load request says.
+STATEMENT_SECONDS = 5.0
+NEED_SECONDS = 10.0
+MAX_REPORTED_NAMES = 200
+
+
+class LoadTimeout(BaseException):
+    """A statement run at load took too long (a BaseException, so `except Exception` in student code lets it through)."""
+
+
+def _statement_timeout(signum: int, frame: Any) -> None:
+    raise LoadTimeout()
 
 
 
@@ -138,8 +153,15 @@ class Namespace:
 
     # load ---------------------------------------------------------------------------------
 
-    def load(self, code_path: str | None, answers_path: str | None, mode: str) -> dict[str, Any]:
-        report: dict[str, Any] = {"errors": [], "skipped": [], "names": [], "answers": None, "answers_error": None}
+    def load(self, code_path: str | None, answers_path: str | None, mode: str, targets: list[str] | None = None,
+             need_seconds: float = NEED_SECONDS) -> dict[str, Any]:
+        """Run the submission's definitions, and the statements graded code needs (see `loading.statements`).
+
+        targets: the names the rubric's checks use; None means every definition's (a safe superset).
+        need_seconds: the time all needed statements together may take; each gets at most STATEMENT_SECONDS.
+        """
+        report: dict[str, Any] = {"errors": [], "skipped": [], "names": [], "answers": None, "answers_error": None,
+                                  "needed_failed": [], "skipped_defines": {}}
         cell_sources: list[str] = []
         # The answers file is read before any student code runs: code that
         # deletes or rewrites files in its folder cannot take it away.
@@ -162,8 +184,13 @@ class Namespace:
                 cell_sources = [c.source for c in cells]
             else:
                 units = [(path.name, path.read_text(encoding="utf-8", errors="replace"))]
+            statements = []
             for label, source in units:
-                self._run_unit(label, source, mode, report)
+                tree = self._parse_unit(label, source, report)
+                if tree is not None:
+                    statements += analyse_unit(label, source, tree)
+            plan = plan_statements(statements, targets, mode=mode)
+            self._run_plan(plan, mode, need_seconds, report)
         if report["answers"] is None and cell_sources:
             try:
                 report["answers"] = answers_from_cells(cell_sources)
@@ -173,29 +200,75 @@ class Namespace:
         self.loaded = True
         return report
 
-    def _run_unit(self, label: str, source: str, mode: str, report: dict[str, Any]) -> None:
+    @staticmethod
+    def _parse_unit(label: str, source: str, report: dict[str, Any]) -> ast.Module | None:
         try:
-            tree = ast.parse(source, filename=label)
+            return ast.parse(source, filename=label)
         except SyntaxError as exc:
             report["errors"].append(f"{label}, line {exc.lineno}: syntax error: {exc.msg}"
                                     + (f"\n    {exc.text.rstrip()}" if exc.text else ""))
-            return
         except (ValueError, RecursionError, MemoryError) as exc:
             report["errors"].append(f"{label}: cannot be parsed ({_builtin_type(exc).__name__})")
-            return
-        selection = select_statements(tree, source, mode=mode)
-        report["skipped"] += [f"{label}, line {line}: {text}" for line, text in selection.skipped]
-        for stmt in selection.kept:
-            module = ast.Module(body=[stmt], type_ignores=[])
-            code = compile(module, f"student:{label}", "exec")
-            try:
-                # Running student code is this process's purpose; it is the sandbox child.
-                exec(code, self.globals)  # noqa: S102
-            except SystemExit as exc:
-                report["errors"].append(f"{label}, line {stmt.lineno}: the code calls exit ({exc.code!r}) while loading; remove it")
-            except BaseException as exc:  # anything the student raises is feedback, not a crash
-                err = student_error(exc)
-                report["errors"].append(f"{label}, line {stmt.lineno}: {err.summary}")
+        return None
+
+    def _run_plan(self, plan: LoadPlan, mode: str, need_seconds: float, report: dict[str, Any]) -> None:
+        remaining = need_seconds  # spent only by needed statements, not by imports and definitions
+        for stmt in plan.statements:
+            if not stmt.run:
+                report["skipped"].append(f"{stmt.where}: {stmt.text}")
+                for name in sorted(stmt.binds)[:20]:
+                    if len(report["skipped_defines"]) < MAX_REPORTED_NAMES:
+                        report["skipped_defines"].setdefault(name, f"{stmt.where} (`{stmt.text}`)")
+                continue
+            limited = mode != "all" and not stmt.always  # a needed statement: it may be heavy
+            seconds = min(STATEMENT_SECONDS, remaining) if limited else None
+            if seconds is not None and seconds <= 0.05:
+                error = f"not run: the {need_seconds:g} s that statements needed at load may take together had run out"
+            else:
+                started = time.monotonic()
+                try:
+                    error = self._exec_statement(stmt, seconds)
+                except LoadTimeout:  # a repeat of the alarm in the instant before it was cleared
+                    error = f"did not finish within {seconds:g} s, the limit for a statement run at load"
+                if limited:
+                    remaining -= time.monotonic() - started
+            if error is None:
+                continue
+            report["errors"].append(f"{stmt.where}: {error}")
+            if not stmt.always or stmt.reached_from:
+                names = sorted(stmt.binds & plan.needed) if plan.needed else sorted(stmt.binds)
+                if len(report["needed_failed"]) < MAX_REPORTED_NAMES:
+                    report["needed_failed"].append({"names": names[:20], "where": stmt.where, "code": stmt.text,
+                                                    "error": error, "targets": stmt.reached_from[:50]})
+
+    def _exec_statement(self, stmt: Statement, seconds: float | None) -> str | None:
+        """Run one statement (under a real-time limit when `seconds` is set); the error as a sentence, or None."""
+        module = ast.Module(body=[stmt.node], type_ignores=[])
+        try:
+            code = compile(module, f"student:{stmt.unit}", "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            return f"cannot be compiled ({_builtin_type(exc).__name__}: {exc})"
+        previous = None
+        try:
+            if seconds is not None:
+                previous = signal.signal(signal.SIGALRM, _statement_timeout)
+                # Re-fires every half second: student code that catches the first
+                # LoadTimeout (a bare except in a loop) is interrupted again.
+                signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
+            # Running student code is this process's purpose; it is the sandbox child.
+            exec(code, self.globals)  # noqa: S102
+            return None
+        except LoadTimeout:
+            return (f"did not finish within {seconds:g} s, the limit for a statement run at load "
+                    f"(move heavy work such as training into a function or under if __name__ == \"__main__\":)")
+        except SystemExit as exc:
+            return f"the code calls exit ({exc.code!r}) while loading; remove it"
+        except BaseException as exc:  # anything the student raises is feedback, not a crash
+            return student_error(exc).summary
+        finally:
+            if seconds is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0, 0)
+                signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
 
     # operations ---------------------------------------------------------------------------
 
@@ -297,11 +370,25 @@ def operation(name: str) -> Callable[[Callable[[Namespace, dict[str, Any]], Any]
     return register
 
 
-operation("load")(lambda ns, r: ns.load(r.get("code_path"), r.get("answers_path"), r.get("mode", "definitions")))
+operation("load")(lambda ns, r: ns.load(r.get("code_path"), r.get("answers_path"), r.get("mode", "definitions"),
+                                        _names(r.get("targets")), _seconds(r.get("need_seconds"))))
 operation("call")(lambda ns, r: ns.call(r["target"], r.get("args", []), r.get("kwargs"), r.get("grad_wrt"), r.get("grad_weights")))
 operation("module_info")(lambda ns, r: ns.module_info(r["target"], r.get("init", {}), r.get("input")))
 operation("connectivity")(lambda ns, r: ns.connectivity(r["target"], r.get("init", {}), r["input"], r.get("eps", 1.0)))
 operation("ping")(lambda ns, r: "pong")
+
+
+def _names(value: Any) -> list[str] | None:
+    """The load request's target names: a list of strings, or None (every definition's names are used)."""
+    if not isinstance(value, list):
+        return None
+    return [v for v in value if _builtin_type(v) is str][:1000]
+
+
+def _seconds(value: Any) -> float:
+    if _builtin_type(value) in (int, float) and 0 < value < 3600:
+        return float(value)
+    return NEED_SECONDS
 
 
 def load_operation_modules() -> None:

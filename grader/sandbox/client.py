@@ -66,6 +66,10 @@ class LoadReport:
     answers: dict[str, Any] | None = None
     answers_error: str | None = None
     output_tail: str = ""
+    # Statements graded code needed that failed at load: {names, where, code, error, targets} (see child ops).
+    needed_failed: list[dict[str, Any]] = field(default_factory=list)
+    # For statements skipped at load: the names each would have defined -> "where (`code`)".
+    skipped_defines: dict[str, str] = field(default_factory=dict)
 
 
 def _signal_name(code: int) -> str:
@@ -80,8 +84,9 @@ class Sandbox:
 
     def __init__(self, *, submission_dir: Path, code_file: Path | None, answers_file: Path | None,
                  load_mode: str = "definitions", limits: Limits = Limits(), protected: list[Path] | None = None,
-                 isolation_level: str | None = None, device: str = "cpu") -> None:
+                 isolation_level: str | None = None, device: str = "cpu", load_targets: list[str] | None = None) -> None:
         self.submission_dir = submission_dir.resolve()
+        self.load_targets = load_targets  # names the checks use: statements they need run at load
         self.code_file, self.answers_file = code_file, answers_file
         self.load_mode, self.limits, self.device = load_mode, limits, device
         self.protected = [p.resolve() for p in (protected or [])]
@@ -228,7 +233,8 @@ class Sandbox:
             return self.load_report
         reply = self.request({"op": "load", "code_path": self._child_path(workdir, inside, self.code_file),
                               "answers_path": self._child_path(workdir, inside, self.answers_file),
-                              "mode": self.load_mode}, timeout=self.limits.timeout_s, _loading=True)
+                              "mode": self.load_mode, "targets": self.load_targets,
+                              "need_seconds": self.limits.timeout_s / 3}, timeout=self.limits.timeout_s, _loading=True)
         if reply.ok and isinstance(reply.value, dict):
             v = reply.value
             answers = v.get("answers")
@@ -236,7 +242,8 @@ class Sandbox:
                 ok=not v.get("errors"), errors=_strings(v.get("errors")), skipped=_strings(v.get("skipped")),
                 names=_strings(v.get("names")), answers=answers if isinstance(answers, dict) else None,
                 answers_error=v.get("answers_error") if isinstance(v.get("answers_error"), str) else None,
-                output_tail=self.output_tail())
+                output_tail=self.output_tail(), needed_failed=_failures(v.get("needed_failed")),
+                skipped_defines=_string_map(v.get("skipped_defines")))
         else:
             what = reply.message if reply.ok is False else "the loader returned an unexpected reply"
             self.load_report = LoadReport(ok=False, errors=[f"Loading the submission failed: {what}"],
@@ -393,6 +400,22 @@ class Sandbox:
             self._slot.release()
             self._slot = None
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _failures(value: Any) -> list[dict[str, Any]]:
+    """The child's list of failed needed statements, keeping only well-formed entries."""
+    out = []
+    for item in value[:200] if isinstance(value, list) else []:
+        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("where", "code", "error")):
+            out.append({"names": _strings(item.get("names")), "targets": _strings(item.get("targets")),
+                        "where": item["where"][:200], "code": item["code"][:200], "error": item["error"][:600]})
+    return out
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {k[:100]: v[:300] for k, v in list(value.items())[:200] if isinstance(k, str) and isinstance(v, str)}
 
 
 def _strings(value: Any) -> list[str]:
