@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Callable
 
 from grader.checks import REGISTRY, Context, Outcome, finish, timed_run
+from grader.judge.server import ensure_started
 from grader.loading.files import find_files
 from grader.results import CheckResult, GradingRun
 from grader.rubric.model import Rubric
 from grader.sandbox.client import Limits, Sandbox
 
+
+JUDGED_KINDS = ("module_structure", "connectivity", "training")
 
 
 def limits_for(rubric: Rubric) -> Limits:
@@ -48,6 +51,10 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
                      protect: list[Path] | None = None, progress: bool = False,
                      deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None) -> GradingRun:
     started = time.perf_counter()
+    # The judge (grader.judge) is forked now, while this process has run no torch operation, so that it
+    # costs no second torch import; in a process that has, it is started as a fresh interpreter instead.
+    if any(c.kind in JUDGED_KINDS for c in rubric.checks):
+        ensure_started()
     run = GradingRun(assignment=rubric.assignment, submission=str(submission_dir), seed=seed, device=device)
     files = find_files(submission_dir, rubric.code_files, rubric.answer_files)
     needs_code = any(REGISTRY[c.kind].needs_code for c in rubric.checks)

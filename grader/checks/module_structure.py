@@ -13,8 +13,9 @@ import torch
 
 from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure, shape_str
+from grader.checks.judged import Judged, judge_model, with_method
 
-FINDINGS = ("wrong_param_count", "wrong_output_shape", "not_log_probabilities")
+FINDINGS = ("wrong_param_count", "wrong_output_shape", "not_log_probabilities", "refused_graph")
 
 
 @register
@@ -25,12 +26,31 @@ class ModuleStructureCheck(Check):
     def run(self, ctx: Context) -> Outcome:
         inits = self.spec.params.get("inits") or [self.spec.params.get("init", {})]
         passed: list[str] = []
+        self._judged = []
         for init in inits:
             outcome = self._run_one(ctx, init)
             if not outcome.passed:
-                return outcome
+                return self._method(outcome)
             passed += outcome.feedback
-        return Outcome(passed=True, feedback=passed)
+        return self._method(Outcome(passed=True, feedback=passed))
+
+    def _method(self, outcome: Outcome) -> Outcome:
+        """Say how the measurements were made: by the judge on the exported graph, or in the sandbox."""
+        sandboxed = [j for j in self._judged if j.method != "judge"]
+        return with_method(outcome, sandboxed[0] if sandboxed else self._judged[0]) if self._judged else outcome
+
+    def _measure(self, ctx: Context, init: dict, x: np.ndarray | None):
+        """The module's trainable count and output: from the judge when the model exports, else the sandbox."""
+        request = {"op": "module_info", "target": self.spec.target, "init": init, "input": x}
+        if x is None:
+            self._judged.append(Judged("sandbox", note="the rubric gives no input to export the model on"))
+            return None, ctx.request(self.spec, request)
+        judged = judge_model(ctx, self.spec, {"job": "module_info", "input": x}, target=self.spec.target or "",
+                             init=init, input_shape=list(x.shape))
+        self._judged.append(judged)
+        if judged.method == "refused":
+            return judged.outcome, None
+        return None, judged.reply if judged.method == "judge" else ctx.request(self.spec, request)
 
     def _run_one(self, ctx: Context, init: dict) -> Outcome:
         p = self.spec.params
@@ -39,7 +59,9 @@ class ModuleStructureCheck(Check):
         x = None
         if "input" in p:
             x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
-        reply = ctx.request(self.spec, {"op": "module_info", "target": self.spec.target, "init": init, "input": x})
+        refused, reply = self._measure(ctx, init, x)
+        if refused is not None:
+            return refused
         call = f"{self.spec.target}({', '.join(f'{k}={v!r}' for k, v in init.items())})"
         if not reply.ok:
             return reply_failure(reply, f"Building {call}" + (f" and running it on an input of shape {shape_str(x.shape)}" if x is not None else ""))

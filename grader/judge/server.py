@@ -1,0 +1,246 @@
+"""Start the judge process and talk to it: a fork server that runs each job in a fresh, limited process.
+
+The judge is forked from the trusted parent so that it costs no second
+``import torch`` (about 3.5 s here): a *zygote* is forked once, before the
+parent has run any torch operation, and forks one worker per job. The zygote
+itself never runs a torch operation, so each worker starts with torch in a
+clean state. (A process forked after torch has run parallel operations
+hangs at its first one: OpenMP's thread pool does not survive fork. When
+the parent already has threads, `start` falls back to launching a fresh
+interpreter as the zygote, paying the import once.)
+
+Each worker applies memory and CPU limits (rlimits) before it touches the
+job, answers one message over `grader.protocol` and exits; the zygote
+enforces the job's time limit, kills a worker that overruns or dies, and
+answers for it. Nothing here imports student code or `grader.child`.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grader import protocol
+
+GRADER_ROOT = Path(__file__).resolve().parent.parent.parent
+# A constant program text for the spawned zygote (never built from data).
+BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from grader.judge.server import main; main(sys.argv[2:])"
+DEFAULT_MEMORY_MB = 4096
+MAX_REPLY_BYTES = 64 << 20
+# Seconds beyond a job's own time limit that the parent waits for the zygote's answer.
+MARGIN_S = 10.0
+
+
+@dataclass
+class JudgeReply:
+    ok: bool
+    value: Any = None
+    kind: str = ""  # refused | student | timeout | died | internal | unavailable
+    message: str = ""
+
+
+def _apply_limits(memory_mb: int, cpu_s: int) -> None:
+    for which, value in ((resource.RLIMIT_DATA, memory_mb << 20), (resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_CORE, 0)):
+        soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+
+
+def _work(job: dict[str, Any], reply_fd: int) -> None:
+    """In the forked worker: limits, then the job; never returns."""
+    code = 0
+    try:
+        _apply_limits(int(job.get("memory_mb", DEFAULT_MEMORY_MB)), int(job.get("cpu_s", 3600)))
+        threads = job.get("threads")
+        from grader.judge import worker
+
+        import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            reply = {"ok": True, "value": worker.run(job)}
+        except worker.JobError as exc:
+            reply = {"ok": False, "kind": "refused", "message": str(exc)}
+        except MemoryError:
+            reply = {"ok": False, "kind": "died", "message": f"ran out of memory (limit {job.get('memory_mb', DEFAULT_MEMORY_MB)} MB)"}
+        except Exception as exc:  # the graph itself failed on the judge's input: the student's model
+            text = str(exc).strip().splitlines()
+            reply = {"ok": False, "kind": "student",
+                     "message": f"{type(exc).__name__}: {(text[0] if text else '')[:400]}"}
+        protocol.write_message(reply_fd, reply)
+    except BaseException:  # noqa: BLE001 - the worker must exit whatever happens
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def serve(request_fd: int, reply_fd: int) -> None:
+    """The zygote's loop: one worker per job, answers in order, until the parent closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; it closes our pipe
+    while True:
+        try:
+            job = protocol.read_message(request_fd)
+        except (protocol.PeerClosed, protocol.ProtocolError, OSError):
+            return
+        if not isinstance(job, dict):
+            protocol.write_message(reply_fd, {"ok": False, "kind": "internal", "message": "malformed job"})
+            continue
+        timeout = float(job.get("timeout", 60.0))
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.close(request_fd)
+            os.close(reply_fd)
+            _work(job, w)
+        os.close(w)
+        try:
+            reply = protocol.read_message(r, timeout=timeout, max_bytes=MAX_REPLY_BYTES)
+        except protocol.ReplyTimeout:
+            reply = {"ok": False, "kind": "timeout", "message": f"did not finish within {timeout:g} s"}
+        except (protocol.PeerClosed, protocol.ProtocolError):
+            reply = None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _, status = os.waitpid(pid, 0)
+        os.close(r)
+        if reply is None:
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            what = {signal.SIGKILL: "was killed (out of memory?)", signal.SIGXCPU: "used up its CPU-time limit",
+                    signal.SIGSEGV: "crashed"}.get(sig, f"exited with status {status}") if sig else f"exited with status {status}"
+            reply = {"ok": False, "kind": "died", "message": f"the judge's worker {what}"}
+        protocol.write_message(reply_fd, reply)
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of a spawned zygote: ``<request fd> <reply fd>``."""
+    import torch  # noqa: F401  (imported once here, so that every worker forked from us has it)
+
+    serve(int(argv[0]), int(argv[1]))
+
+
+def _threads_running() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 2  # unknown: do not fork
+
+
+class Judge:
+    """The parent's handle on the zygote."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.req_w = self.rep_r = -1
+        self.forked = False
+
+    def start(self) -> None:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        if _threads_running() == 1:
+            # Fork: torch is imported but, with one thread, has run no parallel operation.
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    os.close(req_w)
+                    os.close(rep_r)
+                    os.setpgid(0, 0)  # out of the terminal's process group: the parent decides when we end
+                    serve(req_r, rep_w)
+                except BaseException:  # noqa: BLE001
+                    code = 1
+                finally:
+                    os._exit(code)
+            self.pid, self.forked = pid, True
+        else:
+            self.proc = subprocess.Popen([sys.executable, "-I", "-c", BOOTSTRAP, str(GRADER_ROOT), str(req_r), str(rep_w)],
+                                         pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, start_new_session=True)
+            self.pid = self.proc.pid
+        os.close(req_r)
+        os.close(rep_w)
+        self.req_w, self.rep_r = req_w, rep_r
+
+    def alive(self) -> bool:
+        if self.pid is None:
+            return False
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:
+            done, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return done == 0
+
+    def request(self, job: dict[str, Any], *, timeout: float) -> JudgeReply:
+        if not self.alive():
+            self.close()
+            self.start()
+        try:
+            protocol.write_message(self.req_w, {**job, "timeout": timeout})
+            raw = protocol.read_message(self.rep_r, timeout=timeout + MARGIN_S + 120.0 * (not self.forked),
+                                        max_bytes=MAX_REPLY_BYTES)
+        except (OSError, protocol.PeerClosed, protocol.ReplyTimeout, protocol.ProtocolError) as exc:
+            self.close()
+            return JudgeReply(False, kind="unavailable", message=f"the judge process failed ({type(exc).__name__})")
+        if not isinstance(raw, dict) or type(raw.get("ok")) is not bool:
+            self.close()
+            return JudgeReply(False, kind="internal", message="the judge sent a malformed reply")
+        if raw["ok"]:
+            return JudgeReply(True, value=raw.get("value"))
+        return JudgeReply(False, kind=str(raw.get("kind", "internal")), message=str(raw.get("message", "")))
+
+    def close(self) -> None:
+        for fd in (self.req_w, self.rep_r):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.req_w = self.rep_r = -1
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+        self.pid, self.proc = None, None
+
+
+_JUDGE: Judge | None = None
+_OWNER: int | None = None
+
+
+def get_judge() -> Judge:
+    """This process's judge, started on first use (call `ensure_started` early to fork it cheaply)."""
+    global _JUDGE, _OWNER
+    if _JUDGE is None or _OWNER != os.getpid():  # a forked copy of a process must not share its parent's judge
+        _JUDGE, _OWNER = Judge(), os.getpid()
+        _JUDGE.start()
+    return _JUDGE
+
+
+def ensure_started() -> None:
+    """Start the judge now if it is not running: call it before the process runs any torch operation."""
+    judge = get_judge()
+    if not judge.alive():
+        judge.close()
+        judge.start()
+
