@@ -21,6 +21,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,8 @@ class Judge:
         self.proc: subprocess.Popen[bytes] | None = None
         self.req_w = self.rep_r = -1
         self.forked = False
+        # One job at a time on the pipe: submissions graded in threads of one process share this judge.
+        self.lock = threading.RLock()
 
     def start(self) -> None:
         req_r, req_w = os.pipe()
@@ -187,6 +190,10 @@ class Judge:
         return done == 0
 
     def request(self, job: dict[str, Any], *, timeout: float) -> JudgeReply:
+        with self.lock:
+            return self._request(job, timeout=timeout)
+
+    def _request(self, job: dict[str, Any], *, timeout: float) -> JudgeReply:
         if not self.alive():
             self.close()
             self.start()
@@ -226,21 +233,24 @@ class Judge:
 
 _JUDGE: Judge | None = None
 _OWNER: int | None = None
+_START_LOCK = threading.Lock()
 
 
 def get_judge() -> Judge:
     """This process's judge, started on first use (call `ensure_started` early to fork it cheaply)."""
     global _JUDGE, _OWNER
-    if _JUDGE is None or _OWNER != os.getpid():  # a forked copy of a process must not share its parent's judge
-        _JUDGE, _OWNER = Judge(), os.getpid()
-        _JUDGE.start()
-    return _JUDGE
+    with _START_LOCK:
+        if _JUDGE is None or _OWNER != os.getpid():  # a forked copy of a process must not share its parent's judge
+            _JUDGE, _OWNER = Judge(), os.getpid()
+            _JUDGE.start()
+        return _JUDGE
 
 
 def ensure_started() -> None:
     """Start the judge now if it is not running: call it before the process runs any torch operation."""
     judge = get_judge()
-    if not judge.alive():
-        judge.close()
-        judge.start()
+    with judge.lock:
+        if not judge.alive():
+            judge.close()
+            judge.start()
 
