@@ -78,6 +78,16 @@ ATTACKS: dict[str, Expect] = {
     "answers_injection": Expect(),
     "huge_array": Expect(failed={"p3": r"1,000,000,000 elements .*more than the 512 MB"}),
     "nan_inf": Expect(failed={"p5.loss_function": r"NaN or infinite", "p5.logistic_loss": r"NaN or infinite"}),
+    # Models measured by the judge on their exported graphs (tests/test_judge.py grades these with training too).
+    "lying_parameters": Expect(failed={"p5.LR": r"50,305 trainable parameters; expected 785",
+                                       "p7.C3_layer.structure": r"2,416 trainable parameters; expected 1,516",
+                                       "p7.C3_layer.connections": r"that is a full convolution",
+                                       "p7.LeNet.structure": r"7,850 trainable parameters; expected 60,806",
+                                       "p7.LeNet_full.structure": r"7,850 trainable parameters; expected 61,706"}),
+    "stateful_probe": Expect(failed={"p7.C3_layer.connections": r"that is a full convolution",
+                                     "p7.C3_layer.structure": r"2,416 trainable parameters; expected 1,516",
+                                     "p7.LeNet.structure": r"61,706 trainable parameters; expected 60,806"}),
+    "label_lookup": Expect(),  # its attack is on the training checks, skipped here: see tests/test_judge.py
 }
 
 
