@@ -5,9 +5,10 @@ The judge is forked from the trusted parent so that it costs no second
 parent has run any torch operation, and forks one worker per job. The zygote
 itself never runs a torch operation, so each worker starts with torch in a
 clean state. (A process forked after torch has run parallel operations
-hangs at its first one: OpenMP's thread pool does not survive fork. When
-the parent already has threads, `start` falls back to launching a fresh
-interpreter as the zygote, paying the import once.)
+hangs at its first one: OpenMP's thread pool does not survive fork. The
+zygote checks that with a throwaway worker when it starts; if it fails,
+`Judge.start` launches a fresh interpreter as the zygote instead, paying
+the import once.)
 
 Each worker applies memory and CPU limits (rlimits) before it touches the
 job, answers one message over `grader.protocol` and exits; the zygote
@@ -22,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ DEFAULT_MEMORY_MB = 4096
 MAX_REPLY_BYTES = 64 << 20
 # Seconds beyond a job's own time limit that the parent waits for the zygote's answer.
 MARGIN_S = 10.0
+HEALTH_TIMEOUT_S = 10.0
+SPAWN_TIMEOUT_S = 180.0  # a fresh interpreter importing torch on a busy machine
 
 
 @dataclass
@@ -87,9 +91,39 @@ def _work(job: dict[str, Any], reply_fd: int) -> None:
         os._exit(code)
 
 
+def _healthy(seconds: float = HEALTH_TIMEOUT_S) -> bool:
+    """Whether a worker forked from here can run a parallel torch operation (it hangs if the process we were
+    forked from had already run one: OpenMP's thread pool does not survive fork)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            import torch
+
+            torch.set_num_threads(2)
+            code = 0 if float(torch.ones(1 << 20).sum()) == float(1 << 20) else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return False
+
+
 def serve(request_fd: int, reply_fd: int) -> None:
-    """The zygote's loop: one worker per job, answers in order, until the parent closes the pipe."""
+    """The zygote's loop: one worker per job, answers in order, until the parent closes the pipe.
+
+    It first says whether its workers can run torch (see `_healthy`); the parent replaces an unhealthy one.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; it closes our pipe
+    import torch  # noqa: F401  (usually imported already; importing runs no operation)
+
+    protocol.write_message(reply_fd, {"ok": True, "healthy": _healthy()})
     while True:
         try:
             job = protocol.read_message(request_fd)
@@ -134,13 +168,6 @@ def main(argv: list[str]) -> None:
     serve(int(argv[0]), int(argv[1]))
 
 
-def _threads_running() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 2  # unknown: do not fork
-
-
 class Judge:
     """The parent's handle on the zygote."""
 
@@ -153,10 +180,16 @@ class Judge:
         self.lock = threading.RLock()
 
     def start(self) -> None:
+        """Fork the zygote (cheap); if its workers could not run torch, launch a fresh interpreter instead."""
+        if not self._start(fork=True):
+            self.close()
+            if not self._start(fork=False):
+                self.close()
+
+    def _start(self, *, fork: bool) -> bool:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        if _threads_running() == 1:
-            # Fork: torch is imported but, with one thread, has run no parallel operation.
+        if fork:
             pid = os.fork()
             if pid == 0:
                 code = 0
@@ -173,10 +206,15 @@ class Judge:
         else:
             self.proc = subprocess.Popen([sys.executable, "-I", "-c", BOOTSTRAP, str(GRADER_ROOT), str(req_r), str(rep_w)],
                                          pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, start_new_session=True)
-            self.pid = self.proc.pid
+            self.pid, self.forked = self.proc.pid, False
         os.close(req_r)
         os.close(rep_w)
         self.req_w, self.rep_r = req_w, rep_r
+        try:
+            hello = protocol.read_message(rep_r, timeout=HEALTH_TIMEOUT_S + 10.0 if fork else SPAWN_TIMEOUT_S)
+        except (protocol.PeerClosed, protocol.ReplyTimeout, protocol.ProtocolError, OSError):
+            return False
+        return isinstance(hello, dict) and hello.get("healthy") is True
 
     def alive(self) -> bool:
         if self.pid is None:
@@ -199,8 +237,7 @@ class Judge:
             self.start()
         try:
             protocol.write_message(self.req_w, {**job, "timeout": timeout})
-            raw = protocol.read_message(self.rep_r, timeout=timeout + MARGIN_S + 120.0 * (not self.forked),
-                                        max_bytes=MAX_REPLY_BYTES)
+            raw = protocol.read_message(self.rep_r, timeout=timeout + MARGIN_S, max_bytes=MAX_REPLY_BYTES)
         except (OSError, protocol.PeerClosed, protocol.ReplyTimeout, protocol.ProtocolError) as exc:
             self.close()
             return JudgeReply(False, kind="unavailable", message=f"the judge process failed ({type(exc).__name__})")
