@@ -176,6 +176,18 @@ class Counter(nn.Module):
         return self.linear(x.flatten(1)) * self.calls
 
 
+class ViewWriter(nn.Module):
+    """Keeps state by writing through a view of its own weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.linear.bias.detach()[0:1].add_(1.0)
+        return self.linear(x.flatten(1))
+
+
 class Cumsum(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -190,8 +202,9 @@ class Cumsum(nn.Module):
     (SoftLookup(), True, r"10,000 numbers that are not trained .*table of labels"),
     (DataIndex(), True, r"indices computed from its input"),
     (Counter(), True, r"writes into its own buffer 'calls'"),
+    (ViewWriter(), True, r"writes into its own parameter 'linear.bias'"),
     (Cumsum(), False, r"uses aten\.cumsum\.default, which is not on the grader's list"),
-], ids=["argmin-lookup", "big-constant", "data-index", "state-counter", "op-outside-list"])
+], ids=["argmin-lookup", "big-constant", "data-index", "state-counter", "view-write", "op-outside-list"])
 def test_validate_refuses_lookups_and_falls_back_on_unlisted_ops(model: nn.Module, evidence: bool, pattern: str) -> None:
     import re
 

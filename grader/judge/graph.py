@@ -64,6 +64,11 @@ LOOKUP_OPS = frozenset(f"aten.{name}" for name in """
 MODE_FLAGS = {"aten.dropout": 2, "aten.feature_dropout": 2, "aten.alpha_dropout": 2, "aten.feature_alpha_dropout": 2,
               "aten.batch_norm": 5}
 BATCH_NORM_STAT_ARGS = (3, 4)  # running_mean, running_var
+# Ops whose result shares memory with their first argument: writing into it writes into that argument.
+VIEW_OPS = frozenset(f"aten.{name}" for name in """
+    view reshape flatten unflatten _unsafe_view view_as reshape_as expand expand_as alias detach slice select narrow
+    split split_with_sizes chunk unbind t permute transpose squeeze unsqueeze movedim swapaxes contiguous
+    """.split()) | {"_operator.getitem"}
 MAX_NODES = 4000
 MAX_CONSTANT_ELEMENTS = 4096
 MAX_CONSTANTS = 64
@@ -134,6 +139,8 @@ def validate(graph: Any) -> Verdict:
     data: set[str] = {s["name"] for s in inputs if s["kind"] == "user_input"}  # values computed from the input
     ops: set[str] = set()
     stat_uses: dict[str, int] = {}  # buffer -> uses as batch norm statistics (or its counter's add_)
+    state = {s["name"] for s in inputs if s["kind"] in TENSOR_KINDS}  # the model's tensors and views of them
+    owner: dict[str, str] = {name: name for name in state}
     uses: dict[str, int] = {}
     for node in nodes:
         if not isinstance(node, dict) or not isinstance(node.get("name"), str) or node["name"] in names:
@@ -171,13 +178,17 @@ def validate(graph: Any) -> Verdict:
                     "the model's forward indexes a tensor with indices computed from its input (a lookup); "
                     "a classifier's forward has no use for that, so the grader does not run this model"))
         first = _refs(args[:1])
+        if (name in VIEW_OPS or target in VIEW_OPS) and first and first[0] in state:
+            state.add(node["name"])
+            owner[node["name"]] = owner[first[0]]
         if name in MODE_FLAGS and name == "aten.batch_norm":
             for i in BATCH_NORM_STAT_ARGS:
                 for r in _refs(args[i:i + 1]):
                     stat_uses[r] = stat_uses.get(r, 0) + 1
-        if target.split(".")[1].endswith("_") and first and first[0] in kinds and kinds[first[0]]["kind"] in TENSOR_KINDS:
-            spec = kinds[first[0]]
-            if not (name == "aten.add_" and spec["kind"] == "buffer" and spec["target"].endswith("num_batches_tracked")):
+        if target.split(".")[1].endswith("_") and first and first[0] in state:
+            spec = kinds[owner[first[0]]]
+            if not (name == "aten.add_" and first[0] == spec["name"] and spec["kind"] == "buffer"
+                    and spec["target"].endswith("num_batches_tracked")):
                 return Verdict(False, evidence=True, reason=(
                     f"the model's forward writes into its own {spec['kind'].replace('_tensor', '')} {spec['target']!r} "
                     f"({target}): a model that changes its state on every call cannot be judged"))
@@ -231,10 +242,12 @@ def _value(v: Any, env: dict[str, Any], device: Any) -> Any:
             return dtype
         if set(v) == {"device"}:
             return device  # the judge's device, whatever the child traced on
-        if set(v) == {"layout"}:
-            return getattr(torch, str(v["layout"]))
-        if set(v) == {"memory_format"}:
-            return getattr(torch, str(v["memory_format"]))
+        for tag, kind in (("layout", torch.layout), ("memory_format", torch.memory_format)):
+            if set(v) == {tag}:
+                value = getattr(torch, str(v[tag]), None)
+                if not isinstance(value, kind):
+                    raise ValueError(f"unknown {tag} {v[tag]!r}")
+                return value
         if set(v) == {"slice"}:
             return slice(*[_value(x, env, device) for x in v["slice"]])
         raise ValueError("unknown tagged value in a node argument")
@@ -284,7 +297,8 @@ def build(graph: dict[str, Any], device: str = "cpu") -> tuple[Any, Any]:
                 continue
             if op == "output":
                 result = _value(node["args"][0], env, dev)
-                g.output(result[0] if isinstance(result, list) and len(result) == 1 else result)
+                user = [i for i, o in enumerate(graph["outputs"]) if o.get("kind") == "user_output"]
+                g.output(result[user[0]] if isinstance(result, list) else result)  # validate: exactly one
                 continue
             target = node["target"]
             name_ = packet(target)
