@@ -137,6 +137,8 @@ def serve(request_fd: int, reply_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; it closes our pipe
     import torch  # noqa: F401  (usually imported already; importing runs no operation)
 
+    from grader.judge import worker  # noqa: F401  (imported once here rather than in every worker)
+
     protocol.write_message(reply_fd, {"ok": True, "healthy": _healthy()})
     while True:
         try:
