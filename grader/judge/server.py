@@ -10,10 +10,12 @@ zygote checks that with a throwaway worker when it starts; if it fails,
 `Judge.start` launches a fresh interpreter as the zygote instead, paying
 the import once.)
 
-Each worker applies memory and CPU limits (rlimits) before it touches the
-job, answers one message over `grader.protocol` and exits; the zygote
-enforces the job's time limit, kills a worker that overruns or dies, and
-answers for it. Nothing here imports student code or `grader.child`.
+The zygote forks a worker, which applies memory and CPU limits (rlimits)
+and then serves jobs one at a time over `grader.protocol`, staying warm
+between them as the sandbox child does (a cold process trains a LeNet
+several seconds slower). The zygote enforces each job's time limit; a
+worker that overruns, dies or fails a job is killed and the next job gets
+a fresh one. Nothing here imports student code or `grader.child`.
 """
 from __future__ import annotations
 
@@ -75,34 +77,76 @@ def _apply_limits(memory_mb: int, cpu_s: int) -> None:
             pass
 
 
-def _work(job: dict[str, Any], reply_fd: int) -> None:
-    """In the forked worker: limits, then the job; never returns."""
+def _answer(job: dict[str, Any]) -> dict[str, Any]:
+    """One job's reply message (in the worker)."""
+    from grader.judge import worker
+
+    import torch
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    try:
+        return {"ok": True, "value": worker.run(job)}
+    except worker.JobError as exc:
+        return {"ok": False, "kind": "refused", "message": str(exc)}
+    except MemoryError:
+        return {"ok": False, "kind": "died", "message": f"ran out of memory (limit {job.get('memory_mb', DEFAULT_MEMORY_MB)} MB)"}
+    except Exception as exc:  # the graph itself failed on the judge's input: the student's model
+        text = str(exc).strip().splitlines()
+        return {"ok": False, "kind": "student", "message": f"{type(exc).__name__}: {(text[0] if text else '')[:400]}"}
+
+
+def _work(limits: tuple[int, int], job_fd: int, reply_fd: int) -> None:
+    """The forked worker: limits, then jobs until the zygote closes the pipe; never returns."""
     code = 0
     try:
-        _apply_limits(int(job.get("memory_mb", DEFAULT_MEMORY_MB)), int(job.get("cpu_s", 3600)))
-        threads = job.get("threads")
-        from grader.judge import worker
-
-        import torch
-
-        if threads:
-            torch.set_num_threads(int(threads))
-        try:
-            reply = {"ok": True, "value": worker.run(job)}
-        except worker.JobError as exc:
-            reply = {"ok": False, "kind": "refused", "message": str(exc)}
-        except MemoryError:
-            reply = {"ok": False, "kind": "died", "message": f"ran out of memory (limit {job.get('memory_mb', DEFAULT_MEMORY_MB)} MB)"}
-        except Exception as exc:  # the graph itself failed on the judge's input: the student's model
-            text = str(exc).strip().splitlines()
-            reply = {"ok": False, "kind": "student",
-                     "message": f"{type(exc).__name__}: {(text[0] if text else '')[:400]}"}
-        protocol.write_message(reply_fd, reply)
+        _apply_limits(*limits)
+        while True:
+            try:
+                job = protocol.read_message(job_fd)
+            except protocol.PeerClosed:
+                break
+            protocol.write_message(reply_fd, _answer(job))
     except BaseException:  # noqa: BLE001 - the worker must exit whatever happens
         traceback.print_exc()
         code = 1
     finally:
         os._exit(code)
+
+
+@dataclass
+class _Worker:
+    """A worker of the zygote: it keeps serving jobs (warm, like the sandbox child) until it fails or overruns."""
+
+    pid: int
+    job_w: int
+    reply_r: int
+    limits: tuple[int, int]
+
+    def stop(self) -> int:
+        for fd in (self.job_w, self.reply_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return os.waitpid(self.pid, 0)[1]
+
+
+def _fork_worker(limits: tuple[int, int], request_fd: int, reply_fd: int) -> _Worker:
+    job_r, job_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for fd in (job_w, reply_r, request_fd, reply_fd):
+            os.close(fd)
+        _work(limits, job_r, reply_w)
+    os.close(job_r)
+    os.close(reply_w)
+    return _Worker(pid, job_w, reply_r, limits)
 
 
 def _healthy(seconds: float = HEALTH_TIMEOUT_S) -> bool:
@@ -130,7 +174,7 @@ def _healthy(seconds: float = HEALTH_TIMEOUT_S) -> bool:
 
 
 def serve(request_fd: int, reply_fd: int) -> None:
-    """The zygote's loop: one worker per job, answers in order, until the parent closes the pipe.
+    """The zygote's loop: jobs go to a warm worker in order, until the parent closes the pipe.
 
     It first says whether its workers can run torch (see `_healthy`); the parent replaces an unhealthy one.
     """
@@ -140,40 +184,40 @@ def serve(request_fd: int, reply_fd: int) -> None:
     from grader.judge import worker  # noqa: F401  (imported once here rather than in every worker)
 
     protocol.write_message(reply_fd, {"ok": True, "healthy": _healthy()})
+    current: _Worker | None = None
     while True:
         try:
             job = protocol.read_message(request_fd)
         except (protocol.PeerClosed, protocol.ProtocolError, OSError):
+            if current is not None:
+                current.stop()
             return
         if not isinstance(job, dict):
             protocol.write_message(reply_fd, {"ok": False, "kind": "internal", "message": "malformed job"})
             continue
         timeout = float(job.get("timeout", 60.0))
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            os.close(request_fd)
-            os.close(reply_fd)
-            _work(job, w)
-        os.close(w)
+        limits = (int(job.get("memory_mb", DEFAULT_MEMORY_MB)), int(job.get("cpu_s", 3600)))
+        if current is not None and current.limits != limits:
+            current.stop()
+            current = None
+        if current is None:
+            current = _fork_worker(limits, request_fd, reply_fd)
+        reply: dict[str, Any] | None
         try:
-            reply = protocol.read_message(r, timeout=timeout, max_bytes=MAX_REPLY_BYTES)
+            protocol.write_message(current.job_w, job)
+            reply = protocol.read_message(current.reply_r, timeout=timeout, max_bytes=MAX_REPLY_BYTES)
         except protocol.ReplyTimeout:
             reply = {"ok": False, "kind": "timeout", "message": f"did not finish within {timeout:g} s"}
-        except (protocol.PeerClosed, protocol.ProtocolError):
+        except (protocol.PeerClosed, protocol.ProtocolError, OSError):
             reply = None
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _, status = os.waitpid(pid, 0)
-        os.close(r)
-        if reply is None:
-            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-            what = {signal.SIGKILL: "was killed (out of memory?)", signal.SIGXCPU: "used up its CPU-time limit",
-                    signal.SIGSEGV: "crashed"}.get(sig, f"exited with status {status}") if sig else f"exited with status {status}"
-            reply = {"ok": False, "kind": "died", "message": f"the judge's worker {what}"}
+        if reply is None or not reply.get("ok"):  # a failed job may have left the worker in any state: replace it
+            status = current.stop()
+            current = None
+            if reply is None:
+                sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+                what = {signal.SIGKILL: "was killed (out of memory?)", signal.SIGXCPU: "used up its CPU-time limit",
+                        signal.SIGSEGV: "crashed"}.get(sig, f"was killed by signal {sig}") if sig else f"exited with status {status}"
+                reply = {"ok": False, "kind": "died", "message": f"the judge's worker {what}"}
         protocol.write_message(reply_fd, reply)
 
 
