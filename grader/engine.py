@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Callable
 
 from grader.checks import REGISTRY, Context, Outcome, finish, timed_run
+from grader.judge.server import ensure_started
 from grader.loading.files import find_files, intake_limits, take_in
 from grader.results import CheckResult, GradingRun
 from grader.rubric.model import CheckSpec, Rubric
 from grader.sandbox.client import Limits, LoadReport, Sandbox
 
+
+JUDGED_KINDS = ("module_structure", "connectivity", "training")
 
 
 def limits_for(rubric: Rubric) -> Limits:
@@ -55,6 +58,10 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
                      protect: list[Path] | None = None, progress: bool = False,
                      deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None) -> GradingRun:
     started = time.perf_counter()
+    # The judge (grader.judge) is forked now, while this process has run no torch operation, so that it
+    # costs no second torch import; in a process that has, it is started as a fresh interpreter instead.
+    if any(c.kind in JUDGED_KINDS for c in rubric.checks):
+        ensure_started()
     run = GradingRun(assignment=rubric.assignment, submission=str(submission_dir), seed=seed, device=device)
     # Intake: only regular files of bounded size and sane names reach the sandbox, copied into a clean
     # folder; each refused file is named with the reason, and costs only the checks that need it.

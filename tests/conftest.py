@@ -14,6 +14,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `import reference.hw4` in cross-check tests
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Fork the judge (grader.judge.server) before any test runs a torch operation: forked then, it costs
+    no torch import; forked later it could not run torch, and a fresh interpreter would be started instead."""
+    from grader.judge.server import ensure_started
+
+    ensure_started()
+
+
 @pytest.fixture(scope="session")
 def hw4_rubric():
     from grader.rubric.load import load_rubric

@@ -113,6 +113,16 @@ ATTACKS: dict[str, Expect] = {
     "huge_padding": Expect(failed={"p1": r"padding 15000, groups 1\) .*far larger than the expected convolution's",
                                    "p2": r"stride 20000, padding 20000, groups 1\) .*far larger than the expected "
                                          r"convolution's"}),
+    # Models measured by the judge on their exported graphs (tests/test_judge.py grades these with training too).
+    "lying_parameters": Expect(failed={"p5.LR": r"50,305 trainable parameters; expected 785",
+                                       "p7.C3_layer.structure": r"2,416 trainable parameters; expected 1,516",
+                                       "p7.C3_layer.connections": r"that is a full convolution",
+                                       "p7.LeNet.structure": r"7,850 trainable parameters; expected 60,806",
+                                       "p7.LeNet_full.structure": r"7,850 trainable parameters; expected 61,706"}),
+    "stateful_probe": Expect(failed={"p7.C3_layer.connections": r"that is a full convolution",
+                                     "p7.C3_layer.structure": r"2,416 trainable parameters; expected 1,516",
+                                     "p7.LeNet.structure": r"61,706 trainable parameters; expected 60,806"}),
+    "label_lookup": Expect(),  # its attack is on the training checks, skipped here: see tests/test_judge.py
 }
 
 

@@ -89,3 +89,15 @@ def test_the_walker_sees_a_forbidden_import(tmp_path: Path) -> None:
         fake.unlink()
     assert "grader.rubric.load" in imports
     assert layer("grader.rubric.load") not in ALLOWED["child"]
+
+
+def test_the_judge_imports_no_child_or_sandbox_code_and_is_started_by_a_constant_string() -> None:
+    """The judge holds no student code: none of its modules reaches grader.child or the sandbox client."""
+    from grader.judge.server import BOOTSTRAP
+
+    judge_modules = [m for m in MODULES if layer(m) == "judge"]
+    assert {"grader.judge.graph", "grader.judge.server", "grader.judge.worker"} <= set(judge_modules)
+    for module in judge_modules:
+        reached = grader_imports(MODULES[module])
+        assert not any(m.startswith(("grader.child", "grader.sandbox", "grader.checks")) for m in reached), (module, reached)
+    assert "grader.judge.server" in BOOTSTRAP

@@ -11,6 +11,7 @@ import torch
 
 from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure
+from grader.checks.judged import judge_model, with_method
 from grader.probes import channel_connectivity
 
 
@@ -21,15 +22,23 @@ def _fmt(maps: list[int]) -> str:
 @register
 class ConnectivityCheck(Check):
     kind = "connectivity"
-    findings = Check.findings + ("wrong_connections",)
+    findings = Check.findings + ("wrong_connections", "refused_graph")
     required_params = ("input",)
 
     def run(self, ctx: Context) -> Outcome:
         p = self.spec.params
-        init = p.get("init", {})
         x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
+        judged = judge_model(ctx, self.spec, {"job": "connectivity", "input": x}, target=self.spec.target or "",
+                             init=p.get("init", {}), input_shape=list(x.shape))
+        if judged.method == "refused" and judged.outcome is not None:
+            return judged.outcome
+        return with_method(self._compare(ctx, x, judged.reply if judged.method == "judge" else None), judged)
+
+    def _compare(self, ctx: Context, x: np.ndarray, reply) -> Outcome:
+        init = self.spec.params.get("init", {})
         ref = channel_connectivity(getattr(ctx.reference, self.spec.reference)(**init), torch.from_numpy(x))
-        reply = ctx.request(self.spec, {"op": "connectivity", "target": self.spec.target, "init": init, "input": x, "eps": 1.0})
+        if reply is None:  # not exported: measured in the sandbox, as before the judge
+            reply = ctx.request(self.spec, {"op": "connectivity", "target": self.spec.target, "init": init, "input": x})
         if not reply.ok:
             return reply_failure(reply, f"Running {self.spec.target} on an input of shape {tuple(x.shape)}")
         got = reply.value.get("matrix")

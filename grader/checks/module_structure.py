@@ -37,8 +37,10 @@ from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure, shape_str
 from grader.rubric.model import CheckSpec
 from grader.sandbox.client import Reply
+from grader.checks.judged import Judged, judge_model, with_method
 
-FINDINGS = ("wrong_param_count", "wrong_output_shape", "flat_input", "returns_logits", "returns_probabilities")
+FINDINGS = ("wrong_param_count", "wrong_output_shape", "flat_input", "returns_logits", "returns_probabilities",
+            "refused_graph")
 LSE_ATOL = 1e-4  # |logsumexp| of a row of float32 log-probabilities stays far below this
 
 
@@ -110,16 +112,32 @@ class ModuleStructureCheck(Check):
         inits = self.spec.params.get("inits") or [self.spec.params.get("init", {})]
         found = Findings()
         passed: list[str] = []
+        self._judged = []
         for init in inits:
             failed = self._run_one(ctx, init, found, passed)
             if failed is not None:  # the module could not be built or run: nothing else to judge
-                return failed
+                return self._method(failed)
         if found.findings:
-            return Outcome(passed=False, feedback=found.feedback, findings=found.findings)
-        return Outcome(passed=True, feedback=passed)
+            return self._method(Outcome(passed=False, feedback=found.feedback, findings=found.findings))
+        return self._method(Outcome(passed=True, feedback=passed))
 
-    def _measure(self, ctx: Context, init: dict, x: np.ndarray | None) -> Reply:
-        return ctx.request(self.spec, {"op": "module_info", "target": self.spec.target, "init": init, "input": x})
+    def _method(self, outcome: Outcome) -> Outcome:
+        """Say how the measurements were made: by the judge on the exported graph, or in the sandbox."""
+        sandboxed = [j for j in self._judged if j.method != "judge"]
+        return with_method(outcome, sandboxed[0] if sandboxed else self._judged[0]) if self._judged else outcome
+
+    def _measure(self, ctx: Context, init: dict, x: np.ndarray | None):
+        """The module's trainable count and output: from the judge when the model exports, else the sandbox."""
+        request = {"op": "module_info", "target": self.spec.target, "init": init, "input": x}
+        if x is None:
+            self._judged.append(Judged("sandbox", note="the rubric gives no input to export the model on"))
+            return None, ctx.request(self.spec, request)
+        judged = judge_model(ctx, self.spec, {"job": "module_info", "input": x}, target=self.spec.target or "",
+                             init=init, input_shape=list(x.shape))
+        self._judged.append(judged)
+        if judged.method == "refused":
+            return judged.outcome, None
+        return None, judged.reply if judged.method == "judge" else ctx.request(self.spec, request)
 
     def _run_one(self, ctx: Context, init: dict, found: Findings, passed: list[str]) -> Outcome | None:
         p = self.spec.params
@@ -128,14 +146,16 @@ class ModuleStructureCheck(Check):
         x = None
         if "input" in p:
             x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
-        reply = self._measure(ctx, init, x)
+        refused, reply = self._measure(ctx, init, x)
+        if refused is not None:
+            return refused
         call = f"{self.spec.target}({', '.join(f'{k}={v!r}' for k, v in init.items())})"
         used = x
         if not reply.ok and reply.kind == "student" and x is not None and x.ndim >= 3:
             # A model written for flattened input (N, 784) fails on images (N, 1, 28, 28): a recognised form.
             flat = x.reshape(x.shape[0], -1)
-            retry = self._measure(ctx, init, flat)
-            if retry.ok:
+            _, retry = self._measure(ctx, init, flat)
+            if retry is not None and retry.ok:
                 found.add("flat_input", f"{call} fails on images of shape {shape_str(x.shape)} ({reply.describe()}) but "
                                         f"works on the same images flattened to {shape_str(flat.shape)}. The loader gives "
                                         "images: flatten them inside forward, e.g. x = x.view(x.size(0), -1) or "

@@ -40,6 +40,7 @@ import torch
 
 from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure
+from grader.checks.judged import Judged, judge_model, with_method
 from grader.rubric.model import CheckSpec
 from grader.training.plan import (
     DEFAULT_MAX_SECONDS,
@@ -53,7 +54,7 @@ from grader.training.plan import (
     validate_params,
 )
 
-FINDINGS = ("not_done", "wrong_output_shape", "diverged", "too_slow", "low_accuracy")
+FINDINGS = ("not_done", "refused_graph", "wrong_output_shape", "diverged", "too_slow", "low_accuracy")
 SEVERITY = {name: i for i, name in enumerate(("error", "timeout", *FINDINGS))}
 # Seconds on top of the training and prediction budgets for a request: sending the
 # images, building the model, a first slow step.
@@ -133,12 +134,35 @@ class TrainingCheck(Check):
                                 "please tell the course staff.")
         runs = _runs(p)
         budget = float(p.get("max_seconds", DEFAULT_MAX_SECONDS)) / len(runs)
+        self._judged: list[Judged] = []
         verdicts = [self._run_one(ctx, split, run, budget) for run in runs]
         worst = min(verdicts, key=lambda v: _severity(v.finding))
         lines = [line for v in sorted(verdicts, key=lambda v: _severity(v.finding)) for line in v.lines]
         if all(v.passed for v in verdicts):
-            return Outcome(passed=True, feedback=lines)
-        return Outcome(passed=False, feedback=lines, findings=[worst.finding or "error"])
+            return self._method(Outcome(passed=True, feedback=lines))
+        return self._method(Outcome(passed=False, feedback=lines, findings=[worst.finding or "error"]))
+
+    def _method(self, outcome: Outcome) -> Outcome:
+        """Say whether the models were trained by the judge on their exported graphs or in the sandbox."""
+        sandboxed = [j for j in self._judged if j.method != "judge"]
+        return with_method(outcome, sandboxed[0] if sandboxed else self._judged[0]) if self._judged else outcome
+
+    def _train(self, ctx: Context, split: Split, run: dict[str, Any], message: dict[str, Any], timeout: float) -> Any:
+        """Train in the judge when the model (and its loss) export; otherwise in the sandbox, as before."""
+        shape = list(split.train_images.shape[1:])
+        example = [4, 1, *shape] if len(shape) == 2 else [4, *shape]
+        job = {"job": "train", **{k: message[k] for k in ("settings", "train_images", "train_labels", "eval_images",
+                                                          "binary", "predict_seconds")},
+               "loss_name": message["loss_target"] or "loss", "eval_labels": split.eval_labels}
+        judged = judge_model(ctx, self.spec, job, target=message["target"], init=message["init"],
+                             args=message["args"], seed=int(message["settings"]["seed"]), input_shape=example,
+                             loss=message["loss_target"] if message["binary"] else None, timeout=timeout)
+        self._judged.append(judged)
+        if judged.method == "refused" and judged.outcome is not None:
+            return RunOutcome(False, "refused_graph", judged.outcome.feedback)
+        if judged.method == "judge":
+            return judged.reply
+        return ctx.request(self.spec, message, timeout=timeout)
 
     # one run ---------------------------------------------------------------------------------
 
@@ -161,7 +185,9 @@ class TrainingCheck(Check):
 
         description = f"{self.spec.id}: {what}, {split.dataset}"
         with budget_progress(description, budget, enabled=ctx.progress):
-            reply = ctx.request(self.spec, message, timeout=budget + predict_s + REQUEST_MARGIN_S)
+            reply = self._train(ctx, split, run, message, budget + predict_s + REQUEST_MARGIN_S)
+        if isinstance(reply, RunOutcome):
+            return reply
         if not reply.ok:
             return self._reply_problem(reply, what, budget)
         verdict = self._read_reply(reply.value, what, split, budget, epochs)

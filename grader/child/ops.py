@@ -318,39 +318,6 @@ class Namespace:
         except BaseException as exc:
             raise student_error(exc) from None
 
-    def module_info(self, target: str, init: dict[str, Any], input: np.ndarray | None) -> dict[str, Any]:
-        model = self.instantiate(target, init)
-        if not isinstance(model, torch.nn.Module):
-            raise NotPlainData(f"{target}(...) built an object of type {_builtin_type(model).__name__}, not a torch.nn.Module")
-        try:
-            params = list(torch.nn.Module.parameters(model))
-            info: dict[str, Any] = {
-                "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
-                "total": int(sum(p.numel() for p in params)),
-                "children": [[name, _builtin_type(m).__name__] for name, m in model.named_children()],
-            }
-            if input is not None:
-                torch.nn.Module.eval(model)
-                with _no_grad():
-                    out = model(from_plain(input))
-                info["output"] = to_plain(out)
-        except (StudentError, NotPlainData):
-            raise
-        except BaseException as exc:
-            raise student_error(exc) from None
-        return info
-
-    def connectivity(self, target: str, init: dict[str, Any], input: np.ndarray, eps: float) -> dict[str, Any]:
-        """Which output channels move when one input channel is perturbed (see grader.probes)."""
-        from grader.probes import channel_connectivity
-
-        model = self.instantiate(target, init)
-        try:
-            matrix = channel_connectivity(model, from_plain(input), eps=eps)
-        except BaseException as exc:
-            raise student_error(exc) from None
-        return {"matrix": matrix}
-
 
 # --- the operation registry ---------------------------------------------------------------
 #
@@ -373,8 +340,6 @@ def operation(name: str) -> Callable[[Callable[[Namespace, dict[str, Any]], Any]
 operation("load")(lambda ns, r: ns.load(r.get("code_path"), r.get("answers_path"), r.get("mode", "definitions"),
                                         _names(r.get("targets")), _seconds(r.get("need_seconds"))))
 operation("call")(lambda ns, r: ns.call(r["target"], r.get("args", []), r.get("kwargs"), r.get("grad_wrt"), r.get("grad_weights")))
-operation("module_info")(lambda ns, r: ns.module_info(r["target"], r.get("init", {}), r.get("input")))
-operation("connectivity")(lambda ns, r: ns.connectivity(r["target"], r.get("init", {}), r["input"], r.get("eps", 1.0)))
 operation("ping")(lambda ns, r: "pong")
 
 

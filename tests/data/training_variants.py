@@ -44,11 +44,18 @@ class FiveOutputs(nn.Module):
 
 
 class Sleepy(GoodMLP):
-    """Correct, but each forward pass takes half a second."""
+    """Correct, but each forward pass mixes the pixels through 30 needless 784x784 products: a step takes about
+    half a second. (Slow computation, not time.sleep: the judge trains the exported graph, which has no sleep.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Parameter(torch.eye(784))
 
     def forward(self, x):
-        time.sleep(0.5)
-        return super().forward(x)
+        h = x.view(-1, 784)
+        for _ in range(30):
+            h = h @ self.mix
+        return super().forward(h)
 
 
 class RaisesInInit(nn.Module):
