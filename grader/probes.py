@@ -11,9 +11,16 @@ from collections.abc import Callable
 import torch
 
 
-@torch.no_grad()
 def channel_connectivity(model: torch.nn.Module | Callable[[], torch.nn.Module], x: torch.Tensor) -> list[list[bool]]:
-    """connected[i][j] is True when changing input channel i changes output channel j.
+    """connected[i][j] is True when changing input channel i changes output channel j (see `channel_probe`)."""
+    return channel_probe(model, x)["matrix"]
+
+
+@torch.no_grad()
+def channel_probe(model: torch.nn.Module | Callable[[], torch.nn.Module], x: torch.Tensor) -> dict[str, list]:
+    """{"matrix": connected, "output_shape": shape of the output on x}: connected[i][j] is True when changing
+    input channel i changes output channel j. The output's shape travels with the table so that a layer
+    whose table has the wrong shape can be told why (e.g. maps stacked along the batch axis).
 
     One input map at a time is replaced by a random shuffle of its own values:
     the probe input has exactly the statistics of the base input (per channel
@@ -46,4 +53,4 @@ def channel_connectivity(model: torch.nn.Module | Callable[[], torch.nn.Module],
         bumped[:, i] = values[torch.randperm(values.numel(), generator=gen)].reshape(x[:, i].shape)
         moved = (run(bumped) - base).abs().flatten(2).amax(dim=(0, 2))  # (C_out,)
         matrix.append([bool(m > tol) for m in moved])
-    return matrix
+    return {"matrix": matrix, "output_shape": [int(s) for s in base.shape]}

@@ -58,6 +58,8 @@ CASES = [
     ("p6.sigmoid", "jac_no_activation", False, "J_b differs"),
     ("p7.C3_layer.connections", "C3WrongMap", False, "output map 12 sees {0, 1, 2, 3}, expected {0, 1, 3, 4}"),
     ("p7.C3_layer.connections", "C3Masked", True, "exactly the right input maps"),
+    # issue 13, cause 7: not "its connection table has shape (6, 1)", but what is wrong
+    ("p7.C3_layer.connections", "C3BatchConcat", False, "so it mixes the samples of the batch"),
     ("p7.C3_layer.structure", "C3Masked", False, "2,416 trainable parameters; expected 1,516"),
     ("p7.LeNet.structure", "LeNetNoPad", False, "RuntimeError"),
 ]

@@ -49,6 +49,9 @@ class ConnectivityCheck(Check):
             actual = None
         if actual is None or actual.shape != expected.shape:
             shape = None if actual is None else actual.shape
+            mixed = self._mixes_batch(reply.value.get("output_shape"), x)
+            if mixed:
+                return Outcome.fail("wrong_shape", mixed)
             return Outcome.fail("wrong_shape", f"{self.spec.target} should map {expected.shape[0]} input maps to "
                                 f"{expected.shape[1]} output maps; its connection table has shape {shape}")
         if (actual == expected).all():
@@ -63,3 +66,17 @@ class ConnectivityCheck(Check):
                    f"expected {_fmt(list(np.flatnonzero(expected[:, j])))}" for j in wrong[:4]]
         more = f" (and {len(wrong) - 4} more)" if len(wrong) > 4 else ""
         return Outcome.fail("wrong_connections", lead + " E.g. " + "; ".join(details) + more + ".")
+
+    def _mixes_batch(self, output_shape: object, x: np.ndarray) -> str | None:
+        """A sentence when the output's batch axis is not the input's: maps stacked along dim 0 mix the samples."""
+        if not (isinstance(output_shape, list) and 2 <= len(output_shape) <= 8
+                and all(type(s) is int and 0 <= s < 1 << 40 for s in output_shape)):
+            return None
+        n = int(x.shape[0])
+        if output_shape[0] == n:
+            return None
+        shown = "(" + ", ".join(map(str, output_shape)) + ")"
+        return (f"{self.spec.target} maps a batch of {n} inputs of shape {tuple(x.shape)} to an output of shape "
+                f"{shown}: its first axis has {output_shape[0]} entries instead of {n}, so it mixes the samples "
+                "of the batch (e.g. torch.cat of the output maps along dim 0). Keep the batch axis first and "
+                "concatenate the output maps along the channel axis: torch.cat(maps, dim=1).")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from grader.judge.graph import build, validate
-from grader.probes import channel_connectivity
+from grader.probes import channel_probe
 from grader.training.fitting import fit_and_predict, settings_from_plain
 
 
@@ -71,7 +71,7 @@ def module_info(job: dict[str, Any]) -> dict[str, Any]:
 
 def connectivity(job: dict[str, Any]) -> dict[str, Any]:
     model = model_from(job["graph"])
-    return {"matrix": channel_connectivity(model, torch.from_numpy(np.array(job["input"], dtype=np.float32)))}
+    return channel_probe(model, torch.from_numpy(np.array(job["input"], dtype=np.float32)))
 
 
 def train(job: dict[str, Any]) -> dict[str, Any]:

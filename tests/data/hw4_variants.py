@@ -216,6 +216,20 @@ class C3WrongMap(nn.Module):
         return torch.cat([c(x[:, t]) for c, t in zip(self.convs, self.table)], 1)
 
 
+class C3BatchConcat(nn.Module):
+    """Right convolutions per map, but the 16 maps are stacked along the batch axis: (N, 6, H, W) -> (16N, 1, H', W')."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(len(t), 1, 5) for t in TABLE)
+
+    def forward(self, x):
+        maps = []
+        for conv, t in zip(self.convs, TABLE):
+            maps.append(conv(x[:, t]))
+        return torch.cat(maps)  # dim defaults to 0
+
+
 class C3Masked(nn.Module):
     """Right wiring through a mask on a full convolution: right connections, but 2,416 trainable parameters."""
 

@@ -21,7 +21,7 @@ import torch
 
 from grader.models import build_transfer_model
 from grader.child.ops import NotPlainData, Namespace, StudentError, from_plain, operation, student_error, to_plain
-from grader.probes import channel_connectivity
+from grader.probes import channel_probe
 
 # Captured before student code runs (see grader.child.ops).
 _Module = torch.nn.Module
@@ -107,12 +107,12 @@ def connectivity(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
         # Fresh identical instances defeat a forward that remembers earlier inputs; a module whose
         # construction is not reproducible from the seed is probed on one instance instead.
         model: Any = (lambda: _build(ns, r)) if _same_weights(first, second) else first
-        matrix = channel_connectivity(model, from_plain(r["input"]))
+        probe = channel_probe(model, from_plain(r["input"]))
     except (StudentError, NotPlainData):
         raise
     except BaseException as exc:
         raise student_error(exc) from None
-    return {"matrix": matrix}
+    return probe
 
 
 @operation("train_eval_outputs")
