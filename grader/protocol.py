@@ -228,19 +228,24 @@ class _Reader:
     def __init__(self, fd: int, deadline: float | None, max_bytes: int) -> None:
         self.fd, self.deadline, self.budget, self.limit = fd, deadline, max_bytes, max_bytes
 
+    def _wait_readable(self) -> None:
+        """Block until the pipe has data, or raise ReplyTimeout once the deadline has passed."""
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise ReplyTimeout()
+        ready, _, _ = _select([self.fd], [], [], left)
+        if not ready:
+            raise ReplyTimeout()
+
     def read(self, n: int) -> bytes:
         if n > self.budget:
             raise ProtocolError(f"message larger than the {self.limit >> 20} MB limit")
         self.budget -= n
         chunks: list[bytes] = []
         while n:
-            if self.deadline is not None:
-                left = self.deadline - time.monotonic()
-                if left <= 0:
-                    raise ReplyTimeout()
-                ready, _, _ = _select([self.fd], [], [], left)
-                if not ready:
-                    raise ReplyTimeout()
+            self._wait_readable()
             chunk = _os_read(self.fd, min(n, 1 << 20))
             if not chunk:
                 raise PeerClosed()
@@ -252,13 +257,7 @@ class _Reader:
         """Fill `buf` (already counted against the budget) straight from the pipe: no second copy."""
         done = 0
         while done < len(buf):
-            if self.deadline is not None:
-                left = self.deadline - time.monotonic()
-                if left <= 0:
-                    raise ReplyTimeout()
-                ready, _, _ = _select([self.fd], [], [], left)
-                if not ready:
-                    raise ReplyTimeout()
+            self._wait_readable()
             got = _os_readv(self.fd, [buf[done:done + (1 << 20)]])
             if not got:
                 raise PeerClosed()

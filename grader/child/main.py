@@ -21,17 +21,11 @@ import signal
 import sys
 from typing import Any
 
+from grader.rlimits import cap
+
 
 def apply_limits(limits: dict[str, Any]) -> None:
-    def cap(which: int, value: int) -> None:
-        soft, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        try:
-            resource.setrlimit(which, (value, value))
-        except (ValueError, OSError):
-            pass  # a limit the platform refuses is reported by the parent as not applied
-
+    # A limit the platform refuses is reported by the parent as not applied.
     mb = 1 << 20
     if limits.get("memory_mb"):
         # RLIMIT_DATA counts heap and anonymous mappings, not the shared libraries

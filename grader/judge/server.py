@@ -34,6 +34,7 @@ from typing import Any
 import torch  # noqa: F401  (the zygote needs it, and the baseline below is taken right after it)
 
 from grader import protocol
+from grader.rlimits import cap
 
 GRADER_ROOT = Path(__file__).resolve().parent.parent.parent
 # A constant program text for the spawned zygote (never built from data).
@@ -68,13 +69,7 @@ class JudgeReply:
 
 def _apply_limits(memory_mb: int, cpu_s: int) -> None:
     for which, value in ((resource.RLIMIT_DATA, memory_mb << 20), (resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_CORE, 0)):
-        soft, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        try:
-            resource.setrlimit(which, (value, value))
-        except (ValueError, OSError):
-            pass
+        cap(which, value)
 
 
 def _answer(job: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from grader.child.ops import Namespace, StudentError, from_plain, operation
+from grader.child.operations.training import build_model
+from grader.child.ops import Namespace, operation
 
 # Captured before student code runs (see grader.child.ops).
 _Module = torch.nn.Module
@@ -191,18 +192,8 @@ def export_model(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
     of the request: the parent falls back to the sandbox.
     """
     started = time.perf_counter()
-    factory = ns.lookup(r["target"])
-    args = [from_plain(a) for a in r.get("args", [])]
-    init = {k: from_plain(v) for k, v in r.get("init", {}).items()}
     _manual_seed(int(r.get("seed", 0)))
-    try:
-        model = factory(*args, **init)
-    except BaseException as exc:
-        from grader.child.ops import student_error
-
-        raise student_error(exc) from None
-    if not _isinstance(model, _Module):
-        raise StudentError(f"TypeError: {r['target']}(...) returned a {_type(model).__name__}, not a torch.nn.Module", None)
+    model = build_model(ns, r)  # target(*args, **init), which must give an nn.Module
     shape = [int(s) for s in r["input"]]
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     batch = _Dim("batch", min=1, max=1 << 20)
