@@ -223,6 +223,35 @@ def test_validate_refuses_malformed_graphs() -> None:
     assert "does not carry" in judge_graph.validate(hidden).reason
 
 
+@pytest.mark.parametrize("forged", ["aten.relu.__call__", "aten.relu.__init__", "aten.relu.__setattr__",
+                                    "aten.add.out", "aten.relu.no_such_overload", "aten.relu.default.extra"])
+def test_validate_refuses_targets_that_are_not_overloads_of_listed_ops(forged: str) -> None:
+    """A child can send any target string: one that names a method of an op object (which the judge would call
+    with graph values, rebinding or running anything) or an out= variant is evidence, and is never resolved."""
+    graph = _export(_reference("hw4").LR(), (2, 1, 28, 28))
+    nodes = [dict(n) for n in graph["nodes"]]
+    calls = [n for n in nodes if n["op"] == "call_function" and str(n["target"]).startswith("aten.")]
+    calls[0]["target"] = forged
+    verdict = judge_graph.validate(dict(graph, nodes=nodes))
+    assert not verdict.ok and verdict.evidence, verdict.reason
+    assert judge_graph.op_overload(forged) is None
+    with pytest.raises(ValueError):
+        judge_graph._resolve(forged)
+
+
+def test_listed_overloads_resolve_to_torch_ops() -> None:
+    assert judge_graph.op_overload("aten.relu.default") is torch.ops.aten.relu.default
+    assert judge_graph.op_overload("aten.add.Tensor") is torch.ops.aten.add.Tensor
+
+
+def test_a_sandbox_fallback_is_listed_for_review() -> None:
+    from grader.checks.base import Outcome
+    from grader.checks.judged import METHOD_SANDBOX, Judged, with_method
+
+    outcome = with_method(Outcome(passed=True), Judged(METHOD_SANDBOX, note="the model could not be exported"))
+    assert outcome.method == "sandbox" and "could not be exported" in (outcome.review or "")
+
+
 # --------------------------------------------------------------------------- the judge process
 
 

@@ -114,6 +114,8 @@ def with_method(outcome: Outcome, judged: Judged) -> Outcome:
     if judged.method == METHOD_SANDBOX:
         outcome.feedback.append(sandbox_note(judged))
         outcome.method = METHOD_SANDBOX
+        # Measured where student code runs, so it could have been faked: an instructor should look.
+        outcome.review = outcome.review or f"judged in the sandbox: {judged.note}"
     else:
         outcome.method = outcome.method or METHOD_JUDGE
     return outcome

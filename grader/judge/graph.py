@@ -27,6 +27,7 @@ it is trained and another while it is graded.
 from __future__ import annotations
 
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,8 +68,8 @@ BATCH_NORM_STAT_ARGS = (3, 4)  # running_mean, running_var
 # Ops whose result shares memory with their first argument: writing into it writes into that argument.
 VIEW_OPS = frozenset(f"aten.{name}" for name in """
     view reshape flatten unflatten _unsafe_view view_as reshape_as expand expand_as alias detach slice select narrow
-    split split_with_sizes chunk unbind t permute transpose squeeze unsqueeze movedim swapaxes contiguous
-    """.split()) | {"_operator.getitem"}
+    split split_with_sizes chunk unbind t permute transpose squeeze unsqueeze movedim swapaxes contiguous to type_as
+    """.split()) | {"_operator.getitem"}  # to and type_as return their argument itself when nothing changes
 MAX_NODES = 4000
 MAX_CONSTANT_ELEMENTS = 4096
 MAX_CONSTANTS = 64
@@ -87,6 +88,30 @@ class Verdict:
     total: int = 0
     constant_elements: int = 0
     ops: list[str] = field(default_factory=list)
+
+
+OVERLOAD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def op_overload(target: str) -> Any | None:
+    """The torch OpOverload that an "aten.<op>.<overload>" target names, or None.
+
+    Only a real overload of an allow-listed op: never another attribute of the op object (its methods,
+    e.g. ``__call__`` or ``__init__``, would let a graph rebind and call anything), and never an ``out``
+    variant (it writes into one of its arguments).
+    """
+    import torch
+
+    parts = target.split(".")
+    if len(parts) != 3 or parts[0] != "aten" or f"aten.{parts[1]}" not in ALLOWED_OPS:
+        return None
+    if not OVERLOAD_NAME.match(parts[2]) or "out" in parts[2].split("_"):
+        return None
+    ops_packet = getattr(torch.ops.aten, parts[1], None)
+    if not isinstance(ops_packet, torch._ops.OpOverloadPacket) or parts[2] not in ops_packet.overloads():
+        return None
+    op = getattr(ops_packet, parts[2], None)
+    return op if isinstance(op, torch._ops.OpOverload) else None
 
 
 def packet(target: str) -> str:
@@ -169,6 +194,11 @@ def validate(graph: Any) -> Verdict:
                 "gathering or sorting); a classifier's forward has no use for it, so the grader does not run this model"))
         if name not in ALLOWED_OPS and target not in ALLOWED_PYTHON:
             return Verdict(False, reason=f"the model uses {target}, which is not on the grader's list of standard operations")
+        if target not in ALLOWED_PYTHON and op_overload(target) is None:
+            # An export never names anything else: a method of the op object or an out= variant is forged.
+            return Verdict(False, evidence=True, reason=(
+                f"the exported graph names {target!r}, which is not an overload of a standard operation "
+                "(or is one that writes into its arguments), so the grader does not run this model"))
         if any(r in data for r in refs):
             data.add(node["name"])
         if name in ("aten.index", "aten.index_select"):
@@ -261,10 +291,10 @@ def _resolve(target: str) -> Any:
 
     if target in ALLOWED_PYTHON:
         return ALLOWED_PYTHON[target]
-    parts = target.split(".")
-    if len(parts) != 3 or parts[0] != "aten":
+    op = op_overload(target)
+    if op is None:
         raise ValueError(f"cannot resolve {target}")
-    return getattr(getattr(torch.ops.aten, parts[1]), parts[2])
+    return op
 
 
 def build(graph: dict[str, Any], device: str = "cpu") -> tuple[Any, Any]:
