@@ -347,6 +347,16 @@ def test_a_submission_in_a_pool_never_reads_the_reference_its_neighbour_unlocked
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_daemon_does_not_outlive_its_grading_nor_touch_the_next_submission(student_python, tmp_path):
+    if os.environ.get("GRADER_UID_DAEMON_TEST_INNER") != "1":
+        # Run in a pytest process of its own: inside the whole suite the daemon was twice never started
+        # (its log never appeared), while alone and with this file it always is; the attack must run for
+        # this test to prove anything, so it gets a grader process with no earlier tests' state.
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               f"{__file__}::test_a_daemon_does_not_outlive_its_grading_nor_touch_the_next_submission"],
+                              env={**os.environ, "GRADER_UID_DAEMON_TEST_INNER": "1"}, capture_output=True, text=True,
+                              timeout=850, cwd=Path(__file__).resolve().parent.parent)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        return
     from grader.engine import grade_submission
     from grader.report import gradescope
     from grader.rubric.load import load_rubric
