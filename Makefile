@@ -1,5 +1,5 @@
 # Quick start: `make demo` grades the bundled examples, `make test` runs the suite.
-.PHONY: setup demo test bench clean
+.PHONY: setup test-tools demo test bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -7,7 +7,10 @@ setup:
 demo: setup
 	@bash scripts/demo.sh
 
-test: setup
+test-tools:
+	@bash scripts/test-tools.sh
+
+test: setup test-tools
 	.venv/bin/python -m pytest -q
 
 bench: setup
