@@ -239,6 +239,22 @@ def test_validate_refuses_targets_that_are_not_overloads_of_listed_ops(forged: s
         judge_graph._resolve(forged)
 
 
+def test_validate_refuses_getitem_with_a_computed_index() -> None:
+    """getitem is allowed for tuple results at literal positions; forged onto a tensor with an index computed
+    from the input, it would be the lookup that aten.index is refused for."""
+    graph = _export(DataIndex(), (2, 1, 28, 28))
+    nodes = [dict(n) for n in graph["nodes"]]
+    index = next(n for n in nodes if str(n["target"]).startswith("aten.index."))
+    table, (idx,) = index["args"]
+    index.update(target="_operator.getitem", args=[table, idx])
+    verdict = judge_graph.validate(dict(graph, nodes=nodes))
+    assert not verdict.ok and verdict.evidence, verdict.reason
+    assert "computed position" in verdict.reason
+    # The same graph as exported is refused for its aten.index, and getitem at a literal position stays fine.
+    assert "indices computed from its input" in judge_graph.validate(graph).reason
+    assert judge_graph.validate(_export(_reference("hw4").LeNet(), (2, 1, 28, 28))).ok
+
+
 def test_listed_overloads_resolve_to_torch_ops() -> None:
     assert judge_graph.op_overload("aten.relu.default") is torch.ops.aten.relu.default
     assert judge_graph.op_overload("aten.add.Tensor") is torch.ops.aten.add.Tensor
