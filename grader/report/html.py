@@ -104,7 +104,7 @@ def _text(x: float, y: float, text: str, *, anchor: str = "start", size: int = 1
 
 def score_histogram(scores: list[float], max_score: float, bins: int = 10) -> Markup:
     """Bars of how many submissions scored in each tenth of the maximum."""
-    width, height, left, bottom, top = 560, 240, 40, 40, 20
+    width, height, left, bottom, top = 560, 240, 40, 40, 20  # the right margin below is 10
     max_score = max(max_score, max(scores, default=0.0), 1e-9)
     counts = [0] * bins
     for s in scores:
@@ -120,8 +120,9 @@ def score_histogram(scores: list[float], max_score: float, bins: int = 10) -> Ma
                     f'height="{h:.1f}" fill="#1565c0"><title>{c} submission(s)</title></rect>')
         if c:
             body.append(_text(x + bar_w / 2, height - bottom - h - 4, str(c), anchor="middle", size=11))
-        body.append(_text(x + bar_w / 2, height - bottom + 14, f"{max_score * i / bins:g}", anchor="middle", size=10))
-    body.append(_text(width - 10, height - bottom + 14, f"{max_score:g}", anchor="end", size=10))
+        # bin edges under the axis (the bar between two labels holds the scores from the left one up to the right one)
+        body.append(_text(x, height - bottom + 14, f"{max_score * i / bins:.3g}", anchor="middle", size=10))
+    body.append(_text(left + bins * bar_w, height - bottom + 14, f"{max_score:.3g}", anchor="middle", size=10))
     body.append(_text((width + left) / 2, height - 6, f"score (of {max_score:g})", anchor="middle"))
     body.append(_text(4, top - 6, "submissions", size=11))
     return _svg(width, height, body, "score distribution")
