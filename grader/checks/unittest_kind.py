@@ -339,6 +339,10 @@ class UnittestCheck(Check):
     def _run_one(self, ctx: Context, test: TestInfo) -> CheckResult:
         started = time.perf_counter()
         limit = self._limit(ctx)
+        sandbox = ctx.sandbox
+        if sandbox is not None and not sandbox.alive():
+            # An earlier test's timeout stopped the child: load the submission again before this test's clock starts.
+            sandbox.request({"op": "ping"}, timeout=ctx.timeout(self.spec))
         proxy = StudentProxy(ctx, self.spec, time.monotonic() + limit)
         record = TestRecord(test.method)
         case = test.case
