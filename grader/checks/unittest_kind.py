@@ -237,6 +237,10 @@ class UnittestCheck(Check):
         "test_timeout_s": ("number", None, "time limit of each test (default: the check's timeout)"),
     }
 
+    def __init__(self, spec: CheckSpec) -> None:
+        super().__init__(spec)
+        self._module: Any = None  # the test file, imported afresh by `load_tests` for each grading
+
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec)
@@ -278,6 +282,7 @@ class UnittestCheck(Check):
             module_spec.loader.exec_module(module)
         except Exception as exc:
             raise TestFileError(f"the test file {path} failed to import: {type(exc).__name__}: {exc}") from None
+        self._module = module
         suite = unittest.defaultTestLoader.loadTestsFromModule(module)
         tests = [self._info(case) for case in _flatten(suite)]
         if not tests:
@@ -331,7 +336,25 @@ class UnittestCheck(Check):
             return [finish(self.spec, Outcome.grader_error(
                 "The grader could not run this check's tests; this is not your fault, and it costs you nothing.",
                 review=f"unittest check: {exc}"), time.perf_counter() - started)]
-        return [self._run_one(ctx, test) for test in tests]
+        # unittest's suites run the class and module fixtures; running tests one at a time, they are run here.
+        problem = _fixture(getattr(self._module, "setUpModule", None), "setUpModule")
+        ready: dict[type, str | None] = {}
+        results = []
+        for test in tests:
+            cls = type(test.case)
+            if cls not in ready:
+                ready[cls] = problem or _fixture(cls.setUpClass, f"{cls.__name__}.setUpClass")
+            if ready[cls]:
+                results.append(self._result(test, TestRecord(test.method, errors=[(str(ready[cls]), False)]),
+                                            StudentProxy(ctx, self.spec, 0.0), None, 0.0, self._limit(ctx)))
+            else:
+                results.append(self._run_one(ctx, test))
+        for cls, failed in ready.items():
+            if not failed:
+                _fixture(cls.tearDownClass, f"{cls.__name__}.tearDownClass")
+        if not problem:
+            _fixture(getattr(self._module, "tearDownModule", None), "tearDownModule")
+        return results
 
     def _limit(self, ctx: Context) -> float:
         return float(self.spec.params.get("test_timeout_s") or ctx.timeout(self.spec))
@@ -416,6 +439,17 @@ class UnittestCheck(Check):
         if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score) or weight <= 0:
             return 0.0
         return min(max(float(score) / weight, 0.0), 1.0)
+
+
+def _fixture(function: Any, what: str) -> str | None:
+    """Run a class or module fixture of the test file; None when it ran (or there is none), else what went wrong."""
+    if function is None:
+        return None
+    try:
+        function()
+    except Exception as exc:
+        return f"{what} failed: {type(exc).__name__}: {_cut(str(exc), 300)}"
+    return None
 
 
 def _flatten(suite: unittest.TestSuite) -> list[unittest.TestCase]:
