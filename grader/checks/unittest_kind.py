@@ -398,9 +398,9 @@ class UnittestCheck(Check):
         if record.timed_out and not proxy.touched:
             outcome = Outcome.grader_error(
                 "The grader could not finish this test; this is not your fault, and it costs you nothing.",
-                review=f"unittest {test.method}: still running after its {limit:g} s limit without calling the "
-                       "submission (the test's own code is too slow or stuck)")
-        elif record.timed_out:
+                review=f"unittest {test.method}: still running after its {limit:g} s limit and it never called "
+                       "the submission (the test's own code is too slow or stuck)")
+        elif record.timed_out:  # stuck after using the submission: like an exception after contact, the student's
             outcome = Outcome.fail("timeout", f"The test did not finish within its {limit:g} s time limit "
                                               "(your code was still running, or too slow).")
         elif fault and not record.failures and not student_errors:
@@ -423,7 +423,7 @@ class UnittestCheck(Check):
                     student_errors + fault)
         else:
             credit = self._credit(score, test.weight)
-            if score is not None and credit < 1.0:  # @partial_credit set a score below the weight: a partial pass
+            if score is not None and test.weight > 0 and credit < 1.0:  # @partial_credit set a score below the weight: a partial pass
                 outcome = Outcome(passed=False, findings=["test_failed"], credit=credit,
                                   feedback=[f"Partial credit: {credit * test.weight:g} of {test.weight:g} points."])
             else:
