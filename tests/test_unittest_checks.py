@@ -39,11 +39,11 @@ questions:
         points: 7
         params: {file: ut_tests/test_main.py}
   - id: q2
-    points: 2
+    points: 3
     checks:
       - id: q2.slow
         kind: unittest
-        points: 2
+        points: 3
         params: {file: ut_tests/test_slow.py, test_timeout_s: 2}
   - id: q3
     points: 3
@@ -119,6 +119,7 @@ class TestMain(unittest.TestCase):
 '''
 
 TEST_SLOW = '''\
+import time
 import unittest
 
 from gradescope_utils.autograder_utils.decorators import weight
@@ -133,6 +134,10 @@ class TestSlow(unittest.TestCase):
     def test_b_after(self):
         """the sandbox is usable again after a timeout"""
         self.assertEqual(self.student.call("add", 2, 2), 4)
+
+    @weight(1)
+    def test_c_stuck(self):
+        time.sleep(60)  # the course's own code stuck (sleeping: an abandoned thread must not eat the CPU)
 '''
 
 TEST_BROKEN = '''\
@@ -233,6 +238,8 @@ def test_timeout_in_student_code_fails_that_test_only(run) -> None:
     assert spin.seconds < 12  # the 2 s per-test limit, not the rubric's 20 s
     after = results["q2.slow.b_after"]
     assert after.status == "passed", after.feedback
+    stuck = results["q2.slow.c_stuck"]  # stuck in the course's code, never calling the submission: points kept
+    assert (stuck.status, stuck.score) == ("grader_error", 1.0) and "never called the submission" in stuck.review
 
 
 def test_a_broken_test_file_is_a_grader_error_not_a_deduction(run) -> None:
@@ -245,8 +252,8 @@ def test_a_broken_test_file_is_a_grader_error_not_a_deduction(run) -> None:
 
 
 def test_total_is_the_rubric_total(run) -> None:
-    # 1 + 1 + 1.5 + 1 + 1 (kept) | 0 + 1 | 3 (kept) + 0
-    assert run.max_score == 12.0 and run.score == pytest.approx(9.5)
+    # 1 + 1 + 1.5 + 1 + 1 (kept) | 0 + 1 + 1 (kept) | 3 (kept) + 0
+    assert run.max_score == 13.0 and run.score == pytest.approx(10.5)
 
 
 def test_rubric_rejects_bad_options(course: Path, tmp_path: Path) -> None:
