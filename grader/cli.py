@@ -130,6 +130,7 @@ def cmd_rubric_validate(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     """Batch: every sub-folder of FOLDER is one submission; per-student results plus a class table."""
     from grader.batch import grade_folder, submission_folders
+    from grader.report.html import REPORT, write_report
     from grader.report.table import print_summary, review_summary, write_csv
     from grader.rubric.load import find_rubric, load_rubric
 
@@ -149,10 +150,28 @@ def cmd_grade(args: argparse.Namespace) -> int:
                                skip_training=args.skip_training, isolation=args.isolation, data_dir=args.data_dir,
                                on_done=lambda name, run: console.print(_done_line(name, run), highlight=False, markup=False))
     write_csv(runs, out / "grades.csv", names)
+    report = write_report(runs, names, out / REPORT)
     print_summary(runs, names, console)
-    console.print(f"per-submission results in {out}/<name>/results.json; class table in {out / 'grades.csv'} (seed {seed})",
-                  highlight=False)
+    console.print(f"per-submission results in {out}/<name>/results.json; class table in {out / 'grades.csv'}; "
+                  f"class report in {report} (seed {seed})", highlight=False)
     console.print(review_summary(runs), highlight=False)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild the HTML class report from a grades folder (the records `grader grade` left), without regrading."""
+    from grader.report.html import REPORT, load_records, write_report
+
+    out = Path(args.folder)
+    if not out.is_dir():
+        raise UsageError(f"{out} is not a folder; pass the --out folder of `grader grade` (default: grades/)")
+    names, runs, problems = load_records(out)
+    for problem in problems:
+        print(clean_text(f"grader: skipped {problem}"), file=sys.stderr)
+    if not runs:
+        raise UsageError(f"{out} holds no grading records (<name>/record.json); run `grader grade` first")
+    path = write_report(runs, names, Path(args.output) if args.output else out / REPORT)
+    print(f"class report for {len(runs)} submission(s) written to {path}")
     return EXIT_OK
 
 
@@ -204,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--isolation", choices=["bubblewrap", "unprivileged-uid", "process"])
     grade.add_argument("--data-dir", help="folder with datasets (torchvision layout or IDX files)")
     grade.set_defaults(func=cmd_grade)
+
+    report = sub.add_parser("report", help="rebuild the HTML class report from a grades folder, without regrading")
+    report.add_argument("folder", help="the --out folder of `grader grade` (one <name>/record.json per submission)")
+    report.add_argument("--output", "-o", help="where to write the page (default: FOLDER/report.html)")
+    report.set_defaults(func=cmd_report)
 
     rubric = sub.add_parser("rubric", help="work with rubric files").add_subparsers(dest="rubric_command", required=True)
     validate = rubric.add_parser("validate", help="check rubric files against the schema and the reference")

@@ -110,6 +110,7 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
         for spec in rubric.checks:
             kind = REGISTRY[spec.kind]
             check = kind(spec)
+            results: list[CheckResult] | None = None
             if spec.training and skip_training:
                 result = finish(spec, Outcome(passed=False, skipped=True, feedback=["Skipped: training checks are off (--skip-training)."]))
             elif deadline is not None and time.monotonic() > deadline:
@@ -119,12 +120,15 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
                 result = finish(spec, Outcome.fail("missing", no_code))
             elif kind.needs_code and load is not None and not load.names and load.errors:
                 result = finish(spec, Outcome.fail("not_loaded", "Your code could not be loaded: " + " | ".join(load.errors[:3])))
+            elif callable(getattr(check, "run_each", None)):
+                results = check.run_each(ctx)  # a kind with one result per test (grader.checks.unittest_kind)
             else:
                 result = timed_run(check, ctx)
                 _add_load_hint(result, spec, load)
-            run.results.append(result)
-            if on_result:
-                on_result(result)
+            for result in results if results is not None else [result]:
+                run.results.append(result)
+                if on_result:
+                    on_result(result)
     finally:
         if sandbox is not None:
             sandbox.close()

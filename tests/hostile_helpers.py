@@ -164,6 +164,7 @@ def suite_course(root: Path) -> Path:
     (root / "reference").mkdir()
     shutil.copy(REFERENCE.parent / "__init__.py", root / "reference" / "__init__.py")
     shutil.copy(REFERENCE, root / "reference" / "hw4.py")
+    shutil.copytree(RUBRIC.parent / "hw4_tests", root / "rubrics" / "hw4_tests")  # p6.relu's unittest file
     rubric = root / "rubrics" / "hw4.yaml"
     rubric.write_text(yaml.safe_dump(data, sort_keys=False))
     return rubric

@@ -55,6 +55,8 @@ def test_grade_command_writes_a_class_table(tmp_path):
     assert (rows["alice"]["grader_errors"], rows["alice"]["undecided"], rows["alice"]["review"]) == ("0", "0", "")
     assert "Class summary" in proc.stdout
     assert "0 grader errors in 0 submissions; 0 undecided checks in 0 submissions." in proc.stdout
+    report = (out / "report.html").read_text()  # the HTML class report (tests/test_report_html.py renders one)
+    assert 'href="alice/results.json"' in report and 'href="bob/results.json"' in report
 
 
 def test_a_killed_grading_process_costs_only_its_own_submission(tmp_path):

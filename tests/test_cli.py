@@ -107,6 +107,7 @@ def test_check_prints_a_student_view_without_hidden_checks(tmp_path):
     import shutil
 
     shutil.copytree(ROOT / "reference", course / "reference")
+    shutil.copytree(ROOT / "rubrics" / "hw4_tests", course / "rubrics" / "hw4_tests")  # p6.relu's unittest file
     hidden = data["questions"][1]["checks"][0]
     hidden["visibility"] = "hidden"
     (course / "rubrics" / "hw4.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

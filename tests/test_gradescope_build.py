@@ -88,7 +88,8 @@ def test_zip_holds_setup_and_run_autograder_at_its_root_and_nothing_else_of_the_
         assert (infos[script].external_attr >> 16) & 0o111, f"{script} is not executable"
     assert {n for n in names if not n.startswith("grader/")} == {
         "setup.sh", "run_autograder", "rubrics/hw4.yaml", "reference/__init__.py", "reference/hw4.py",
-        "requirements/common.txt", "requirements/torch-cpu.txt"}
+        "requirements/common.txt", "requirements/torch-cpu.txt",
+        "rubrics/hw4_tests/test_p6_relu.py"}  # p6.relu's unittest file (grader.checks.unittest_kind)
     assert "grader/gradescope/run.py" in names and "grader/child/main.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert not any(n.startswith(("tests/", "submissions_example/")) for n in names)

@@ -37,8 +37,11 @@ def build_zip(assignment: str, output: Path, *, repo_root: Path = layout.REPO_RO
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for entry in layout.entries(rubric.assignment, rubric.reference_name):
-            for path, dest in layout.expand(entry, repo_root):
+        # Files beside the rubric that its checks read at grading time (a unittest check's test file) go beside it.
+        support = layout.Entry("rubric support files", "rubrics")
+        for entry, files in [(e, layout.expand(e, repo_root)) for e in layout.entries(rubric.assignment, rubric.reference_name)] + [
+                (support, [(rubric_path.parent / rel, f"rubrics/{rel}") for rel in _support_files(rubric)])]:
+            for path, dest in files:
                 info = zipfile.ZipInfo(dest, date_time=FIXED_DATE)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = (0o100755 if entry.executable else 0o100644) << 16
@@ -47,3 +50,14 @@ def build_zip(assignment: str, output: Path, *, repo_root: Path = layout.REPO_RO
     tmp.replace(output)
     report.bytes = output.stat().st_size
     return report
+
+
+def _support_files(rubric) -> list[str]:
+    """Paths (relative to the rubric's folder) that a check kind declares it needs besides the rubric."""
+    from grader.checks import REGISTRY
+
+    files: list[str] = []
+    for spec in rubric.checks:
+        declared = getattr(REGISTRY[spec.kind], "support_files", None)
+        files += [f for f in (declared(spec) if declared else []) if f not in files]
+    return files
