@@ -333,20 +333,24 @@ def grade_folder(root: Path, rubric_path: Path, out: Path, *, jobs: int, seed: i
         if on_done:
             on_done(name, run)
 
-    for folder in the_plan.to_grade:  # every one has a valid results file from now on, even if this process dies
-        if not (out / folder.name / RESULTS).exists():  # (an older one stays until its grading starts)
-            (out / folder.name).mkdir(parents=True, exist_ok=True)
-            gradescope.write_not_finished(out / folder.name / RESULTS)
-    if (scheduler or local_cluster) and the_plan.to_grade:
-        from grader.distributed import connect, grade_on_cluster
+    with contextlib.ExitStack() as stack:
+        client = threads = None
+        if (scheduler or local_cluster) and the_plan.to_grade:
+            from grader.distributed import connect, grade_on_cluster
 
-        with connect(scheduler, local_cluster) as (client, threads):
+            # Connected before anything is written: an unreachable scheduler is a usage error that costs nothing.
+            client, threads = stack.enter_context(connect(scheduler, local_cluster))
             if on_client:
                 on_client(client)
+        for folder in the_plan.to_grade:  # every one has a valid results file from now on, even if this process dies
+            if not (out / folder.name / RESULTS).exists():  # (an older one stays until its grading starts)
+                (out / folder.name).mkdir(parents=True, exist_ok=True)
+                gradescope.write_not_finished(out / folder.name / RESULTS)
+        if client is not None:
             grade_on_cluster(client, the_plan.to_grade, rubric_path, out, options, threads=threads, done=done)
-    else:
-        _grade_locally(the_plan.to_grade, rubric_path, out, options, jobs=jobs, keys=the_plan.keys,
-                       done=done, on_start=on_start)
+        else:
+            _grade_locally(the_plan.to_grade, rubric_path, out, options, jobs=jobs, keys=the_plan.keys,
+                           done=done, on_start=on_start)
     names = [f.name for f in folders]
     return names, [runs[n] for n in names]
 
