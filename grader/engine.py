@@ -12,8 +12,8 @@ import re
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable, Mapping
 
 from grader.checks import REGISTRY, Context, Outcome, finish, timed_run
