@@ -1,3 +1,5 @@
 from grader.cli import main
 import sys
-sys.exit(main())
+
+if __name__ == "__main__":  # not when multiprocessing's spawn re-imports the main module (Dask workers)
+    sys.exit(main())

@@ -17,19 +17,40 @@ its own grading on purpose.
 Results come back as JSON records (`GradingRun.to_dict`) written by the
 worker beside its results.json (``record.json``), so nothing but plain data
 crosses between processes. Every submission gets a "did not finish"
-results.json before any grading starts, replaced atomically when it is done.
+results.json before its grading starts, replaced atomically when it is done.
+
+Resumable: when a submission's record is written, its *key* is written
+last, atomically, beside it (``key``): a hash of the files intake takes in
+(and the refusals), the rubric, the reference module, the grader's version
+and code, and the options that change a grade (seed, device, training on or
+off, isolation, data folder). A rerun over the same ``out`` folder reuses
+every submission whose stored key matches (`--regrade` forces a new
+grading), so a batch killed half-way loses nothing it had finished. A
+did-not-finish record gets no key: it is a grader fault, retried next time.
+
+Beyond one machine, the same plan is carried out by a Dask cluster
+(`grader.distributed`); the store, the keys and the records are the same.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import importlib.metadata
 import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from grader.loading.files import Intake, IntakeLimits, take_in
 
 from grader.report import gradescope
 from grader.results import GradingRun
@@ -37,6 +58,7 @@ from grader.results import GradingRun
 ATTEMPTS = 2  # a submission whose grading process dies this many times gets the did-not-finish result
 RECORD = "record.json"
 RESULTS = "results.json"
+KEY = "key"  # written last, only for a finished grading: what a rerun compares
 # Imported once in the fork server: every grading process starts with them (and torch) loaded.
 PRELOAD = ["grader.engine", "grader.rubric.load", "grader.report.gradescope"]
 
@@ -116,6 +138,165 @@ def submission_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+# ---- the store: what a rerun may reuse -------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _grader_code_digest() -> str:
+    """The grader's version and a hash of its own files: a grader changed in place (a fix, no new version
+    number) must not reuse results the old code decided."""
+    h = hashlib.sha256()
+    try:
+        h.update(importlib.metadata.version("grader").encode())
+    except importlib.metadata.PackageNotFoundError:
+        h.update(b"unversioned")
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if path.suffix in (".py", ".json", ".yaml") and "__pycache__" not in path.parts:
+            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def course_digest(rubric_path: Path) -> str:
+    """A hash of what decides every grade of a batch besides the submission: the rubric file, the reference
+    module it names, and the grader (version and code). A Dask worker compares it with its own."""
+    from grader.rubric.load import load_rubric
+
+    rubric = load_rubric(rubric_path)
+    h = hashlib.sha256()
+    for part in (rubric_path.read_bytes(), rubric.reference_path.read_bytes(), _grader_code_digest().encode()):
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Options:
+    """The options of a batch that change a grade: part of every key, and of every Dask task."""
+
+    seed: int
+    device: str = "cpu"
+    skip_training: bool = False
+    isolation: str | None = None
+    data_dir: str | None = None
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps([self.seed, self.device, self.skip_training, self.isolation, self.data_dir])
+                              .encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def taken_in(folder: Path, limits: IntakeLimits) -> Iterator[Intake]:
+    """A submission as intake takes it in (`grader.loading.files.take_in`), in a temporary folder removed after.
+
+    That copy is what a key hashes and what a Dask task carries: bounded by the rubric's intake limits
+    (file size, total size, file count), without links or special files."""
+    workspace = Path(tempfile.mkdtemp(prefix="grader-batch-"))
+    try:
+        yield take_in(folder, workspace / "submission", limits)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def submission_key(intake: Intake, course: str, options: Options) -> str:
+    """The key a finished grading is stored under: the files taken in (paths and contents), the refusals,
+    the course digest and the options."""
+    h = hashlib.sha256()
+    h.update(course.encode() + b"\0" + options.digest().encode() + b"\0")
+    for rel in sorted(intake.accepted):
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        with open(intake.folder / rel, "rb") as f:
+            h.update(hashlib.file_digest(f, "sha256").digest())
+    h.update(json.dumps(sorted(intake.refused.items())).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def is_unfinished(run: GradingRun) -> bool:
+    """True for a did-not-finish record (`unfinished_run`): a grader fault, graded again by a rerun."""
+    prefix = f"{gradescope.DID_NOT_FINISH[0].upper()}{gradescope.DID_NOT_FINISH[1:]}:"
+    return any(m.startswith(prefix) for m in run.load_messages)
+
+
+def stored_run(out: Path, name: str, key: str) -> GradingRun | None:
+    """The stored run of `name` if its key is `key` and its record reads back; its results.json is rewritten
+    when it was lost (a record is enough to make it again)."""
+    folder = out / name
+    try:
+        if (folder / KEY).read_text().strip() != key:
+            return None
+    except OSError:
+        return None
+    run = _read_record(folder / RECORD)
+    if run is None:
+        return None
+    try:
+        json.loads((folder / RESULTS).read_text())["score"]
+    except (OSError, ValueError, KeyError, TypeError):
+        gradescope.write_results(run, folder / RESULTS)
+    return run
+
+
+def store(out: Path, name: str, run: GradingRun, key: str | None) -> None:
+    """Store a finished run: results.json, record.json, then its key (last, so a key always names a whole
+    record). A did-not-finish run, or one without a key, is stored without one."""
+    folder = out / name
+    gradescope.write_results(run, folder / RESULTS)
+    gradescope.write_atomic(folder / RECORD, run.to_dict())
+    if key and not is_unfinished(run):
+        _write_text_atomic(folder / KEY, key)
+
+
+def forget(out: Path, name: str) -> None:
+    """Before a submission is graded again: no key, no record, a did-not-finish results.json."""
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / KEY).unlink(missing_ok=True)  # first: an old key must never vouch for a new, half-written record
+    (folder / RECORD).unlink(missing_ok=True)
+    gradescope.write_not_finished(folder / RESULTS)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which submissions a batch grades and which it reuses (with their stored runs), and every key."""
+
+    to_grade: list[Path]
+    reused: dict[str, GradingRun]
+    keys: dict[str, str]
+
+
+def plan(folders: list[Path], out: Path, rubric_path: Path, options: Options, *, regrade: bool = False) -> Plan:
+    from grader.loading.files import intake_limits
+    from grader.rubric.load import load_rubric
+
+    limits = intake_limits(load_rubric(rubric_path).limits)
+    course = course_digest(rubric_path)
+    keys: dict[str, str] = {}
+    reused: dict[str, GradingRun] = {}
+    to_grade: list[Path] = []
+    for folder in folders:
+        with taken_in(folder, limits) as intake:
+            keys[folder.name] = submission_key(intake, course, options)
+        run = None if regrade else stored_run(out, folder.name, keys[folder.name])
+        if run is None:
+            to_grade.append(folder)
+        else:
+            reused[folder.name] = run
+    return Plan(to_grade=to_grade, reused=reused, keys=keys)
+
+
+# ---- grading ---------------------------------------------------------------------------------------------------
+
 def _context() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
@@ -124,35 +305,76 @@ def _context() -> multiprocessing.context.BaseContext:
 
 def grade_folder(root: Path, rubric_path: Path, out: Path, *, jobs: int, seed: int, device: str = "cpu",
                  skip_training: bool = False, isolation: str | None = None, data_dir: str | None = None,
+                 regrade: bool = False, scheduler: str | None = None, local_cluster: int | None = None,
+                 on_plan: Callable[[Plan], None] | None = None,
                  on_done: Callable[[str, GradingRun], None] | None = None,
-                 on_start: Callable[[str, int, int], None] | None = None) -> tuple[list[str], list[GradingRun]]:
+                 on_start: Callable[[str, int, int], None] | None = None,
+                 on_client: Callable[[Any], None] | None = None) -> tuple[list[str], list[GradingRun]]:
     """Grade every sub-folder of `root`; per-submission files go to `out/<name>/`.
 
-    `on_start(name, pid, attempt)` is called when a submission's grading
-    process starts (tests use it to kill one from outside, as the OOM killer would).
+    Submissions whose stored key matches are reused, not graded (`regrade` grades them all). The rest
+    go to the local pool (`jobs` at a time), or with `scheduler` (an address) or `local_cluster` (a
+    number of workers) to a Dask cluster. `on_plan(plan)` is called once before any grading,
+    `on_done(name, run)` as each graded submission finishes. `on_start(name, pid, attempt)` is called
+    when a submission's local grading process starts, `on_client(client)` once a Dask client is
+    connected (tests use them to kill a grading from outside, as the OOM killer would).
     """
     folders = submission_folders(root)
     out.mkdir(parents=True, exist_ok=True)
+    options = Options(seed=seed, device=device, skip_training=skip_training, isolation=isolation, data_dir=data_dir)
+    the_plan = plan(folders, out, rubric_path, options, regrade=regrade)
+    if on_plan:
+        on_plan(the_plan)
+    runs: dict[str, GradingRun] = dict(the_plan.reused)
+
+    def done(name: str, run: GradingRun, key: str | None) -> None:
+        store(out, name, run, key)
+        runs[name] = run
+        if on_done:
+            on_done(name, run)
+
+    with contextlib.ExitStack() as stack:
+        client = threads = None
+        if (scheduler or local_cluster) and the_plan.to_grade:
+            from grader.distributed import connect, grade_on_cluster
+
+            # Connected before anything is written: an unreachable scheduler is a usage error that costs nothing.
+            client, threads = stack.enter_context(connect(scheduler, local_cluster))
+            if on_client:
+                on_client(client)
+        for folder in the_plan.to_grade:  # every one has a valid results file from now on, even if this process dies
+            if not (out / folder.name / RESULTS).exists():  # (an older one stays until its grading starts)
+                (out / folder.name).mkdir(parents=True, exist_ok=True)
+                gradescope.write_not_finished(out / folder.name / RESULTS)
+        if client is not None:
+            grade_on_cluster(client, the_plan.to_grade, rubric_path, out, options, threads=threads, done=done)
+        else:
+            _grade_locally(the_plan.to_grade, rubric_path, out, options, jobs=jobs, keys=the_plan.keys,
+                           done=done, on_start=on_start)
+    names = [f.name for f in folders]
+    return names, [runs[n] for n in names]
+
+
+def _grade_locally(folders: list[Path], rubric_path: Path, out: Path, options: Options, *, jobs: int,
+                   keys: dict[str, str], done: Callable[[str, GradingRun, str | None], None],
+                   on_start: Callable[[str, int, int], None] | None) -> None:
+    """The local pool: one forked process per submission, `jobs` at a time; a dead one is tried once more."""
     jobs = max(1, jobs)
     # Each grading process runs its own sandbox child: split the cores between them.
     threads = int(os.environ.get("GRADER_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
     ctx = _context()
-    runs: dict[str, GradingRun] = {}
     attempts: Counter[str] = Counter()
     pending = deque(folders)
     running: dict[Any, tuple[Path, multiprocessing.process.BaseProcess, float]] = {}
     rubric = None
-    for folder in folders:  # every submission has a valid results file from now on, even if this process dies
-        gradescope.write_not_finished(out / folder.name / RESULTS)
     while pending or running:
         while pending and len(running) < jobs:
             folder = pending.popleft()
             attempts[folder.name] += 1
-            (out / folder.name).mkdir(parents=True, exist_ok=True)
+            forget(out, folder.name)  # a record left by an earlier run or attempt must not pass for this one
             record = out / folder.name / RECORD
-            record.unlink(missing_ok=True)  # a record left by an earlier run or attempt must not pass for this one
-            job = Job(folder=str(folder), rubric_path=str(rubric_path), seed=seed, device=device,
-                      skip_training=skip_training, isolation=isolation, data_dir=data_dir,
+            job = Job(folder=str(folder), rubric_path=str(rubric_path), seed=options.seed, device=options.device,
+                      skip_training=options.skip_training, isolation=options.isolation, data_dir=options.data_dir,
                       results_path=str(out / folder.name / RESULTS), record_path=str(record), threads=threads,
                       environ=dict(os.environ))
             process = ctx.Process(target=_grade_one, args=(job,), name=f"grader-{folder.name}")
@@ -174,10 +396,4 @@ def grade_folder(root: Path, rubric_path: Path, out: Path, *, jobs: int, seed: i
                     rubric = load_rubric(rubric_path)
                 why = _death(process) + f", on each of {ATTEMPTS} attempts"
                 run = unfinished_run(rubric, folder, why, time.perf_counter() - started)
-                gradescope.write_results(run, out / folder.name / RESULTS)
-                gradescope.write_atomic(out / folder.name / RECORD, run.to_dict())
-            runs[folder.name] = run
-            if on_done:
-                on_done(folder.name, run)
-    names = [f.name for f in folders]
-    return names, [runs[n] for n in names]
+            done(folder.name, run, keys.get(folder.name))

@@ -131,12 +131,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
     """Batch: every sub-folder of FOLDER is one submission; per-student results plus a class table."""
     from grader.batch import grade_folder, submission_folders
     from grader.report.html import REPORT, write_report
+    from grader.report.progress import batch_progress
     from grader.report.table import print_summary, review_summary, write_csv
     from grader.rubric.load import find_rubric, load_rubric
 
     root = Path(args.folder)
     if not root.is_dir() or not submission_folders(root):
         raise UsageError(f"{root} should be a folder holding one sub-folder per submission")
+    if args.local_cluster is not None and args.local_cluster < 1:
+        raise UsageError("--local-cluster needs a number of workers of at least 1")
     try:
         rubric_path = Path(args.rubric) if args.rubric else find_rubric(args.assignment)
         load_rubric(rubric_path)  # fail once, here, rather than in every worker
@@ -144,11 +147,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"grader: the rubric cannot be used:\n{describe(exc)}", file=sys.stderr)
         return EXIT_RUBRIC
     out = Path(args.out)
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    console = Console()
-    names, runs = grade_folder(root, rubric_path, out, jobs=args.jobs, seed=seed, device=_device(args.device),
-                               skip_training=args.skip_training, isolation=args.isolation, data_dir=args.data_dir,
-                               on_done=lambda name, run: console.print(_done_line(name, run), highlight=False, markup=False))
+    seed, seed_note = _batch_seed(args.seed, out)
+    console = Console(quiet=args.quiet)
+    if seed_note:
+        console.print(seed_note, highlight=False)
+    with batch_progress(console, enabled=True, quiet=args.quiet) as progress:
+        names, runs = grade_folder(root, rubric_path, out, jobs=args.jobs, seed=seed, device=_device(args.device),
+                                   skip_training=args.skip_training, isolation=args.isolation, data_dir=args.data_dir,
+                                   regrade=args.regrade, scheduler=args.scheduler, local_cluster=args.local_cluster,
+                                   on_plan=lambda plan: progress.planned(len(plan.to_grade), len(plan.reused)),
+                                   on_done=progress.callback(_done_line))
     write_csv(runs, out / "grades.csv", names)
     report = write_report(runs, names, out / REPORT)
     print_summary(runs, names, console)
@@ -173,6 +181,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(runs, names, Path(args.output) if args.output else out / REPORT)
     print(f"class report for {len(runs)} submission(s) written to {path}")
     return EXIT_OK
+BATCH_FILE = "batch.json"
+
+
+def _batch_seed(given: int | None, out: Path) -> tuple[int, str | None]:
+    """The seed of a batch, and a note to print. Without --seed, a rerun into the same folder takes the seed
+    its earlier run recorded there: the seed is part of every stored grading's key, so a fresh random one
+    would regrade everything."""
+    import json
+
+    from grader.report.gradescope import write_atomic
+
+    path = out / BATCH_FILE
+    if given is None:
+        try:
+            stored = json.loads(path.read_text())["seed"]
+            if isinstance(stored, int) and not isinstance(stored, bool):
+                return stored, f"seed {stored}, from the earlier run recorded in {path} (pass --seed to change it)"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    seed = given if given is not None else secrets.randbelow(2**31)
+    write_atomic(path, {"seed": seed})
+    return seed, None
 
 
 def _done_line(name: str, run) -> str:
@@ -222,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--seed", type=int, help="seed for generated inputs (default: random, printed)")
     grade.add_argument("--isolation", choices=["bubblewrap", "unprivileged-uid", "process"])
     grade.add_argument("--data-dir", help="folder with datasets (torchvision layout or IDX files)")
+    grade.add_argument("--regrade", action="store_true",
+                       help="grade every submission again, also those unchanged since their stored grading")
+    where = grade.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on an existing Dask cluster (e.g. tcp://host:8786) whose workers have the grader "
+                            "and the course installed; one task per submission")
+    where.add_argument("--local-cluster", type=int, metavar="N",
+                       help="grade on a Dask LocalCluster of N worker processes started here (to try Dask out)")
+    grade.add_argument("--quiet", "-q", action="store_true", help="print nothing; just write the results and the table")
     grade.set_defaults(func=cmd_grade)
 
     report = sub.add_parser("report", help="rebuild the HTML class report from a grades folder, without regrading")

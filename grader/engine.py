@@ -12,8 +12,9 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from grader.checks import REGISTRY, Context, Outcome, finish, timed_run
 from grader.judge.server import ensure_started
@@ -56,7 +57,14 @@ def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None =
 def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device: str = "cpu",
                      skip_training: bool = False, isolation: str | None = None, data_dir: str | None = None,
                      protect: list[Path] | None = None, progress: bool = False,
-                     deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None) -> GradingRun:
+                     deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None,
+                     refused_before: Mapping[str, str] | None = None) -> GradingRun:
+    """Grade `submission_dir` against `rubric`; never raises for anything the submission does.
+
+    `refused_before` holds files refused by an intake done elsewhere (a batch on a Dask cluster takes the
+    submission in on the machine that sends it and ships only the accepted files): they are reported, and
+    explain a missing code or answers file, exactly as if this intake had refused them.
+    """
     started = time.perf_counter()
     # The judge (grader.judge) is forked now, while this process has run no torch operation, so that it
     # costs no second torch import; in a process that has, it is started as a fresh interpreter instead.
@@ -68,6 +76,8 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
     workspace = Path(tempfile.mkdtemp(prefix="grader-intake-"))
     try:
         intake = take_in(submission_dir, workspace / "submission", intake_limits(rubric.limits))
+        if refused_before:
+            intake = replace(intake, refused={**refused_before, **intake.refused})
     except BaseException:
         shutil.rmtree(workspace, ignore_errors=True)
         raise
