@@ -118,11 +118,13 @@ def build_kit(rubric_path: Path, out: Path, *, seed: int = DEFAULT_SEED, wheel: 
     with tempfile.TemporaryDirectory(prefix="grader-kit-") as tmp:
         submission = _reference_as_submission(rubric, Path(tmp) / "reference")
         run = grade_submission(submission, recording, seed=seed, skip_training=True)
-    failed = [f"{r.check_id}: {' '.join(r.feedback[:2])}" for r in run.results if r.status != "passed" and not r.manual]
+    failed = [f"{r.check_id}: {r.review or ' '.join(r.feedback[:2])}" for r in run.results
+              if r.status != "passed" and not r.manual]
     if failed:
         shutil.rmtree(out, ignore_errors=True)
-        raise UsageError("the reference solution does not pass its own public checks, so the kit would be wrong:\n  "
-                         + "\n  ".join(failed))
+        raise UsageError("the reference solution does not pass its own public checks with frozen values, so the kit "
+                         "would be wrong (a check whose reference is stateful or random cannot be frozen: mark it "
+                         "`public: false`):\n  " + "\n  ".join(failed))
     fixtures.mkdir(parents=True, exist_ok=True)
     (fixtures / "calls.json").write_text(json.dumps(recorder.manifest(), indent=1, sort_keys=True), encoding="utf-8")
 

@@ -55,7 +55,7 @@ def _digest(value: Any, h: "hashlib._Hash") -> None:
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         h.update(f"A{value.dtype.str}{value.shape}".encode())
-        h.update(np.ascontiguousarray(value).tobytes())
+        h.update(value.tobytes(order="C"))
     elif isinstance(value, (list, tuple)):
         h.update(f"L{len(value)}[".encode())
         for v in value:
@@ -99,7 +99,8 @@ class Store:
                 raise NotFreezable(f"an array of dtype {value.dtype} and {value.nbytes} bytes cannot be frozen")
             self.folder.mkdir(parents=True, exist_ok=True)
             n, self.count = self.count, self.count + 1
-            np.save(self.folder / f"{n}.npy", np.ascontiguousarray(value), allow_pickle=False)
+            # (np.ascontiguousarray would turn a 0-d array into shape (1,): a copy keeps the shape)
+            np.save(self.folder / f"{n}.npy", value.copy(order="C"), allow_pickle=False)
             return {"$array": n}
         if isinstance(value, (list, tuple)):
             return {"$seq": [self.put(v) for v in value], "tuple": isinstance(value, tuple)}
@@ -145,24 +146,49 @@ def _flat_outputs(value: Any) -> list[torch.Tensor]:
     return []
 
 
+def _jacobian_rows(o: torch.Tensor, arg: torch.Tensor) -> np.ndarray:
+    """d(o)/d(arg) as a (o.numel(), arg.numel()) float64 matrix: one batched backward, else one per row."""
+    flat = o.reshape(-1)
+    eye = torch.eye(flat.numel(), dtype=flat.dtype)
+    try:
+        (g,) = torch.autograd.grad(flat, arg, grad_outputs=eye, retain_graph=True, allow_unused=True,
+                                   is_grads_batched=True)
+        if g is None:
+            return np.zeros((flat.numel(), arg.numel()))
+        return g.detach().reshape(flat.numel(), -1).double().numpy()
+    except RuntimeError:  # an operation without a batched backward rule
+        rows = []
+        for k in range(flat.numel()):
+            (g,) = torch.autograd.grad(flat[k], arg, retain_graph=True, allow_unused=True)
+            rows.append(np.zeros(arg.numel()) if g is None else g.detach().reshape(-1).double().numpy())
+        return np.stack(rows) if rows else np.zeros((0, arg.numel()))
+
+
 def _jacobians(out: Any, args: tuple[Any, ...]) -> dict[str, list[np.ndarray]]:
     """For each argument that requires grad, d(output k)/d(arg), shaped (out_k.numel(), arg.numel())."""
     wrt = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
     outs = [o for o in _flat_outputs(out) if o.requires_grad]
     if not wrt or not outs:
         return {}
-    jac: dict[str, list[np.ndarray]] = {}
-    for i in wrt:
-        rows_per_output = []
-        for o in outs:
-            flat = o.reshape(-1)
-            rows = []
-            for k in range(flat.numel()):
-                (g,) = torch.autograd.grad(flat[k], args[i], retain_graph=True, allow_unused=True)
-                rows.append(np.zeros(args[i].numel()) if g is None else g.detach().reshape(-1).double().numpy())
-            rows_per_output.append(np.stack(rows) if rows else np.zeros((0, args[i].numel())))
-        jac[str(i)] = rows_per_output
-    return jac
+    return {str(i): [_jacobian_rows(o, args[i]) for o in outs] for i in wrt}
+
+
+def _put_matrix(store: "Store", m: np.ndarray) -> Any:
+    """A Jacobian: sparse (coordinates and values) when mostly zeros, as batch-norm's are, else dense."""
+    nz = np.nonzero(m)
+    if m.size and len(nz[0]) < 0.25 * m.size:
+        return {"$sparse": list(m.shape), "rows": store.put(nz[0].astype(np.int32)),
+                "cols": store.put(nz[1].astype(np.int32)), "vals": store.put(m[nz])}
+    return store.put(m)
+
+
+def _load_matrix(data: Any, folder: Path) -> np.ndarray:
+    if isinstance(data, dict) and "$sparse" in data:
+        m = np.zeros(tuple(data["$sparse"]))
+        m[load_plain(data["rows"], folder, as_torch=False), load_plain(data["cols"], folder, as_torch=False)] = \
+            load_plain(data["vals"], folder, as_torch=False)
+        return m
+    return np.asarray(load_plain(data, folder, as_torch=False))
 
 
 class RecordingReference:
@@ -220,7 +246,7 @@ class RecordingReference:
         entry = {"name": name, "output": self._store.put(out)}
         jac = _jacobians(out, args)
         if jac:
-            entry["jacobians"] = {i: [self._store.put(j) for j in js] for i, js in jac.items()}
+            entry["jacobians"] = {i: [_put_matrix(self._store, j) for j in js] for i, js in jac.items()}
         old = self.calls.get(key)
         if old is None or "jacobians" not in old or "jacobians" in entry:
             self.calls[key] = entry
@@ -312,7 +338,7 @@ class FrozenReference:
             if "module" in entry:
                 return FrozenModule(self, self._manifest["modules"][entry["module"]])
             out = load_plain(entry["output"], self._folder, as_torch=True)
-            wrt = {int(i): [np.asarray(load_plain(j, self._folder, as_torch=False)) for j in js]
+            wrt = {int(i): [_load_matrix(j, self._folder) for j in js]
                    for i, js in entry.get("jacobians", {}).items()}
             needs = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
             if not needs:
