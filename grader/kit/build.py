@@ -64,12 +64,22 @@ def public_rubric_data(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_wheel(out: Path, *, source: Path = REPO_ROOT) -> Path:
-    """The grader as a wheel, built from its source tree with pip (no dependencies bundled)."""
+    """The grader as a wheel, built with pip (no dependencies bundled) from a clean copy of the package source.
+
+    The copy holds only what the wheel is made of (pyproject.toml, README.md, grader/): a stale ``build/``
+    folder in the checkout cannot slip old files in, and nothing beside the package (reference/) is near it.
+    """
     if not (source / "pyproject.toml").is_file():
         raise UsageError(f"cannot build the grader wheel: {source} has no pyproject.toml (pass --wheel FILE)")
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check",
-                           str(source), "-w", str(out)], capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="grader-wheel-") as tmp:
+        clean = Path(tmp) / "src"
+        clean.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copyfile(source / name, clean / name)
+        shutil.copytree(source / "grader", clean / "grader", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check",
+                               str(clean), "-w", str(out)], capture_output=True, text=True)
     wheels = sorted(out.glob("grader-*.whl"))
     if proc.returncode != 0 or not wheels:
         raise UsageError(f"pip could not build the grader wheel: {proc.stderr.strip()[-800:]}")
