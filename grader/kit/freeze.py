@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, Callable
 
@@ -209,6 +210,9 @@ class RecordingReference:
         value = getattr(self._module, name)
         if callable(value):
             return self._recording(name, value)
+        if isinstance(value, Mapping):
+            # A table of answers: keep only the entries the public checks look up, never the whole table.
+            return _RecordingTable(value, self._store, self.values.setdefault(name, {"$dict": {}})["$dict"])
         self.values[name] = self._store.put(value)
         return value
 
@@ -254,6 +258,29 @@ class RecordingReference:
 
     def manifest(self) -> dict[str, Any]:
         return {"format": FORMAT, "values": self.values, "calls": self.calls, "modules": self.modules}
+
+
+class _RecordingTable(Mapping):
+    """A reference table that records each entry read into `kept` (plain data) and nothing else."""
+
+    def __init__(self, table: Mapping, store: Store, kept: dict[str, Any]) -> None:
+        self._table, self._store, self._kept = table, store, kept
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._table[key]
+        if not isinstance(key, str):
+            raise NotFreezable(f"a table looked up with a {type(key).__name__} key cannot be frozen")
+        self._kept[key] = self._store.put(value)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._table
+
+    def __iter__(self) -> Any:
+        raise NotFreezable("a check listed a whole reference table: the kit keeps only the entries it reads")
+
+    def __len__(self) -> int:
+        return len(self._table)
 
 
 class _RecordedModule(torch.nn.Module):
