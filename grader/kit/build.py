@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from grader.errors import UsageError
@@ -145,7 +146,9 @@ def build_kit(rubric_path: Path, out: Path, *, seed: int = DEFAULT_SEED, wheel: 
     manifest = {"format": KIT_FORMAT, "assignment": rubric.assignment, "title": rubric.title, "seed": seed,
                 "reference": rubric.reference_name, "public_checks": [c.id for c in public],
                 "public_points": sum(c.points for c in public), "hidden_points": sum(c.points for c in hidden),
-                "hidden_count": len(hidden)}
+                "hidden_count": len(hidden),
+                # the inputs are drawn again from the seed: a NumPy whose random streams differ would draw others
+                "numpy": np.__version__}
     (out / "kit.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     wheel_dir = out / "wheel"
     if wheel is not None:

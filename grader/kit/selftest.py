@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from grader.checks.base import Outcome, finish
 from grader.errors import UsageError
 from grader.kit.build import KIT_FORMAT
@@ -102,4 +104,8 @@ def self_test(submission: Path, kit: Kit, *, only: list[str] | None = None, devi
                 review="kit replay miss: " + "; ".join(misses[result.check_id][:3])))
     hidden = f"{kit.manifest['hidden_count']} checks, {kit.manifest['hidden_points']:g} points"
     run.load_messages.insert(0, SELF_TEST_NOTE.format(hidden=hidden))
+    built_with = str(kit.manifest.get("numpy", ""))
+    if misses and built_with.split(".")[:2] != np.__version__.split(".")[:2]:
+        run.load_messages.append(f"The kit was built with NumPy {built_with} and this is NumPy {np.__version__}: if its "
+                                 "random inputs differ, the self-test cannot judge; install that NumPy version.")
     return run
