@@ -59,6 +59,8 @@ def _device(choice: str) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.kit is not None:
+        return cmd_check_kit(args)
     from grader.engine import grade_submission
     from grader.report import gradescope, terminal
     from grader.rubric.load import find_rubric, load_rubric
@@ -108,6 +110,50 @@ def cmd_check(args: argparse.Namespace) -> int:
         terminal.print_run(run, console, verbose=args.verbose, student=args.as_student)
         if results_path:
             console.print(f"results written to {results_path}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_check_kit(args: argparse.Namespace) -> int:
+    """`grader check FOLDER --kit DIR`: the student's self-test, public checks against the kit's frozen values."""
+    from grader.kit.selftest import find_kit, load_kit, self_test
+    from grader.report import terminal
+
+    for option in ("rubric", "assignment", "seed", "results"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option} does not apply with --kit: the kit fixes the rubric, the inputs and the seed")
+    folder = Path(args.submission)
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder; pass the folder that holds your files")
+    try:
+        kit = load_kit(find_kit(args.kit or None))
+    except (RubricError, RubricErrors) as exc:
+        print(f"grader: the kit's rubric cannot be used (rebuild the kit):\n{describe(exc)}", file=sys.stderr)
+        return EXIT_RUBRIC
+    run = self_test(folder, kit, device=_device(args.device), isolation=args.isolation)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(run.to_dict(), indent=2))
+    if not args.quiet:
+        terminal.print_run(run, Console(), verbose=args.verbose, student=True)
+    return EXIT_OK
+
+
+def cmd_kit_build(args: argparse.Namespace) -> int:
+    """`grader kit build`: the student self-test kit of one assignment."""
+    from grader.kit.build import DEFAULT_SEED, build_kit
+    from grader.rubric.load import find_rubric
+
+    try:
+        rubric_path = Path(args.rubric) if args.rubric else find_rubric(args.assignment)
+        report = build_kit(rubric_path, Path(args.out), seed=args.seed if args.seed is not None else DEFAULT_SEED,
+                           wheel=Path(args.wheel) if args.wheel else None, archive=args.zip)
+    except (RubricError, RubricErrors) as exc:
+        print(f"grader: the rubric cannot be used:\n{describe(exc)}", file=sys.stderr)
+        return EXIT_RUBRIC
+    print(f"kit for {args.assignment or rubric_path.stem} written to {report.folder}: {len(report.public)} public checks "
+          f"({', '.join(report.public)}), {report.hidden_count} hidden checks left out"
+          + (f"; archive {report.archive}" if report.archive else ""))
     return EXIT_OK
 
 
@@ -238,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quiet", "-q", action="store_true", help="print nothing; just write the results")
     check.add_argument("--as-student", action="store_true",
                        help="print the report as a student sees it now: visible checks only, totals over them")
+    check.add_argument("--kit", nargs="?", const="", default=None, metavar="DIR",
+                       help="self-test with a student kit (built by `grader kit build`): its public checks only; "
+                            "DIR defaults to $GRADER_KIT or the kit folder you are in")
     check.set_defaults(func=cmd_check)
 
     grade = sub.add_parser("grade", help="grade a folder of submissions (one sub-folder each) in parallel")
@@ -277,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_status = data.add_parser("status", help="which datasets this machine has, from where, with sizes (never downloads)")
     data_status.add_argument("--data-dir", help="also look in this folder (torchvision layout or IDX files)")
     data_status.set_defaults(func=cmd_data_status)
+
+    kit = sub.add_parser("kit", help="student self-test kits").add_subparsers(dest="kit_command", required=True)
+    kit_build = kit.add_parser("build", help="write a self-test kit: public checks, frozen fixtures, the grader wheel")
+    kit_build.add_argument("--assignment", required=True, help="assignment name (rubrics/NAME.yaml)")
+    kit_build.add_argument("--rubric", help="rubric file (default: rubrics/ASSIGNMENT.yaml)")
+    kit_build.add_argument("-o", "--out", required=True, help="new folder for the kit")
+    kit_build.add_argument("--zip", action="store_true", help="also write OUT.zip")
+    kit_build.add_argument("--seed", type=int, help="seed of the kit's frozen inputs (default: a fixed one)")
+    kit_build.add_argument("--wheel", help="use this grader wheel instead of building one with pip")
+    kit_build.set_defaults(func=cmd_kit_build)
 
     from grader.gradescope import cli as gradescope_cli
 

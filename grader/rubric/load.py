@@ -119,7 +119,7 @@ def load_rubric(path: Path, *, with_reference: bool = True) -> Rubric:
                 timeout_s=c.get("timeout_s"), training=bool(c.get("training", False)), params=c.get("params", {}),
                 rubric_items=tuple(RubricItem(i["finding"], float(i["points"]), i["message"]) for i in c.get("rubric_items", [])),
                 known_mistakes=tuple(KnownMistake(**m) for m in c.get("known_mistakes", [])),
-                path=f"questions[{qi}].checks[{ci}]"))
+                path=f"questions[{qi}].checks[{ci}]", public=bool(c.get("public", False))))
         questions.append(Question(id=q["id"], title=q.get("title", q["id"]), points=float(q["points"]), checks=tuple(checks)))
     sub = data["submission"]
     rubric = Rubric(path=Path(path), assignment=data["assignment"], title=data.get("title", data["assignment"]),

@@ -44,6 +44,9 @@ class CheckSpec:
     rubric_items: tuple[RubricItem, ...] = ()
     known_mistakes: tuple[KnownMistake, ...] = ()
     path: str = ""  # where in the rubric file, for error messages
+    #: In the student self-test kit (`grader kit build`), its inputs and expected outputs shipped to students.
+    #: False unless the rubric says so: a forgotten key never reveals an answer.
+    public: bool = False
 
 
 @dataclass(frozen=True)
