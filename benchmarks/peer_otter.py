@@ -183,7 +183,13 @@ def otter_venv() -> Path:
         shutil.rmtree(venv, ignore_errors=True)
         venv.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *OTTER_PINS], check=True)
+        pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *OTTER_PINS],
+                             stderr=subprocess.PIPE, text=True)
+        # pip's notes about configured local indexes that do not exist here are noise (as in scripts/setup.sh).
+        sys.stderr.write("".join(line for line in pip.stderr.splitlines(keepends=True)
+                                 if "is ignored: it is neither a file nor a directory" not in line))
+        if pip.returncode:
+            raise SystemExit(f"peer_otter: installing {' '.join(OTTER_PINS)} failed (pip exit {pip.returncode})")
         (venv / ".complete").write_text(" ".join(OTTER_PINS) + "\n")
     site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
