@@ -125,13 +125,17 @@ def prestart(submission_dir: Path, rubric_path: Path, *, device: str = "cpu", is
             early.sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
                                     load_mode=load_mode, limits=sandbox_limits, isolation_level=isolation,
                                     protected=protected, device=device, warm_export=bool(kinds & set(JUDGED_KINDS)))
-            early.sandbox.spawn()
+            if early.sandbox.spawn() is not None:  # could not start: grade_submission tries again and says why
+                early.sandbox.close()
+                early.sandbox = None
         return early
-    except BaseException:
+    except BaseException as exc:
         if early is not None:
             early.close()
         else:
             shutil.rmtree(workspace, ignore_errors=True)
+        if isinstance(exc, Exception):
+            return None  # an unreadable submission folder, a sandbox that cannot start...: reported by grade_submission
         raise
 
 
