@@ -219,13 +219,14 @@ def write_otter_tests(folder: Path) -> Path:
         case = {"code": _PRELUDE + body, "hidden": False, "locked": False}
         test = {"name": name, "points": points,
                 "suites": [{"cases": [case], "scored": True, "setup": "", "teardown": "", "type": "doctest"}]}
-        (tests / f"{name}.py").write_text(f"test = {test!r}\n")
+        (tests / f"{name}.py").write_text(f"OK_FORMAT = True\n\ntest = {test!r}\n")
     return tests
 
 
 def build_autograder(otter: Path, work: Path) -> Path:
     tests = write_otter_tests(work)
-    subprocess.run([str(otter / "bin" / "otter"), "generate", "-t", str(tests), "-o", str(work), "--no-environment"],
+    subprocess.run([str(otter / "bin" / "otter"), "generate", "-t", str(tests), "-o", str(work / "autograder.zip"),
+                    "--no-environment", "--no-requirements", "--no-config"],
                    check=True, cwd=work, stdout=subprocess.DEVNULL)
     return work / "autograder.zip"
 
@@ -239,8 +240,8 @@ def run_otter(otter: Path, autograder: Path, notebook: Path, out: Path) -> tuple
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     results = json.loads((out / "results.json").read_text())
-    score = sum(t.get("score", 0) for t in results.get("tests", []))
-    possible = sum(t.get("max_score", 0) for t in results.get("tests", []))
+    score = float(results.get("score") or 0)
+    possible = sum(t.get("max_score") or 0 for t in results.get("tests", []))  # "Public Tests" has none
     return seconds, score, possible
 
 
