@@ -240,8 +240,9 @@ def run_otter(otter: Path, autograder: Path, notebook: Path, out: Path) -> tuple
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     results = json.loads((out / "results.json").read_text())
-    score = float(results.get("score") or 0)
-    possible = sum(t.get("max_score") or 0 for t in results.get("tests", []))  # "Public Tests" has none
+    # Otter leaves the top-level score out (null) and gives its "Public Tests" summary no score: add the tests'.
+    score = sum(t.get("score") or 0 for t in results.get("tests", []))
+    possible = sum(t.get("max_score") or 0 for t in results.get("tests", []))
     return seconds, score, possible
 
 
