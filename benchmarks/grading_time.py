@@ -2,16 +2,23 @@
 
 Measures `grader check submissions_example/ds5220/correct --assignment ds5220`
 (training on, default budget) and `grader check submissions_example/hw4/correct
---skip-training`, the two figures the README quotes.
+--assignment hw4 --skip-training`, the figures the README quotes, interleaved with
+a bare `python -c "import torch"` (the floor: one torch import). For hw4 it also
+prints where a grading's time goes: the engine's own part (from the JSON record:
+sandbox start and load, then each check kind) and the rest (interpreter,
+imports, rubric and reference loading, reports), with the 1-min load average.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,26 +26,63 @@ CASES = {
     "ds5220/correct (training on)": ["submissions_example/ds5220/correct", "--assignment", "ds5220"],
     "hw4/correct --skip-training": ["submissions_example/hw4/correct", "--assignment", "hw4", "--skip-training"],
 }
+FLOOR = "python -c 'import torch'"
 
 
-def time_case(args: list[str], runs: int) -> list[float]:
-    times = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(runs):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "grader", "check", *args, "-q", "--seed", str(i),
-                            "--results", f"{tmp}/r.json"], cwd=ROOT, check=True)
-            times.append(time.perf_counter() - started)
-    return times
+def run_case(args: list[str], seed: int, tmp: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "grader", "check", *args, "-q", "--seed", str(seed),
+                    "--results", f"{tmp}/r.json", "--json", f"{tmp}/record.json"], cwd=ROOT, check=True)
+    seconds = time.perf_counter() - started
+    return seconds, json.loads(Path(tmp, "record.json").read_text())
+
+
+def run_floor() -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    return time.perf_counter() - started
+
+
+def breakdown(total: float, record: dict, rubric_kinds: dict[str, str]) -> dict[str, float]:
+    """Seconds by phase of one grading: the engine's checks by kind, its start and load, the rest."""
+    parts: dict[str, float] = defaultdict(float)
+    checks = 0.0
+    for result in record.get("results", []):
+        parts[f"checks: {rubric_kinds.get(result['check_id'], '?')}"] += result.get("seconds", 0.0)
+        checks += result.get("seconds", 0.0)
+    parts["engine: intake, sandbox start and load"] = max(0.0, record.get("seconds", 0.0) - checks)
+    parts["outside the engine: interpreter, imports, rubric and reference, reports"] = max(0.0, total - record.get("seconds", 0.0))
+    return dict(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    for name, case in CASES.items():
-        times = time_case(case, args.runs)
-        print(f"{name:32s} median {statistics.median(times):6.1f} s   runs: {', '.join(f'{t:.1f}' for t in times)}")
+    sys.path.insert(0, str(ROOT))
+    import yaml
+
+    hw4 = yaml.safe_load((ROOT / "rubrics" / "hw4.yaml").read_text())
+    kinds = {c["id"]: c["kind"] for q in hw4["questions"] for c in q["checks"]}
+    times: dict[str, list[float]] = {name: [] for name in [FLOOR, *CASES]}
+    parts: dict[str, list[float]] = defaultdict(list)
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.runs):  # interleaved: a change in the machine's load hits every case alike
+            times[FLOOR].append(run_floor())
+            for name, case in CASES.items():
+                seconds, record = run_case(case, i, tmp)
+                times[name].append(seconds)
+                if case[0].endswith("hw4/correct"):
+                    for part, s in breakdown(seconds, record, kinds).items():
+                        parts[part].append(s)
+            loads.append(os.getloadavg()[0])
+    for name, ts in times.items():
+        print(f"{name:32s} median {statistics.median(ts):6.2f} s   runs: {', '.join(f'{t:.2f}' for t in ts)}")
+    print("where hw4/correct --skip-training goes (medians):")
+    for part, ts in sorted(parts.items(), key=lambda kv: -statistics.median(kv[1])):
+        print(f"  {statistics.median(ts):6.2f} s  {part}")
+    print(f"1-min load average {min(loads):.2f}-{max(loads):.2f} during the runs")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ RECORD = "record.json"
 RESULTS = "results.json"
 KEY = "key"  # written last, only for a finished grading: what a rerun compares
 # Imported once in the fork server: every grading process starts with them (and torch) loaded.
-PRELOAD = ["grader.engine", "grader.rubric.load", "grader.report.gradescope"]
+# grader.engine itself imports torch lazily (for `prestart`): the check kinds and the judge are named here.
+PRELOAD = ["grader.engine", "grader.checks", "grader.judge.server", "grader.rubric.load", "grader.report.gradescope"]
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,22 @@ def _grade_one(job: Job) -> None:
     os.environ["GRADER_THREADS"] = str(job.threads)
     results_path, record_path = Path(job.results_path), Path(job.record_path)
     gradescope.write_not_finished(results_path)
-    from grader.engine import grade_submission
+    from grader.engine import grade_submission, prestart
     from grader.rubric.load import load_rubric
 
-    rubric = load_rubric(Path(job.rubric_path))
+    # The sandbox child starts importing torch while this process loads the rubric and its reference.
+    early = prestart(Path(job.folder), Path(job.rubric_path), device=job.device, isolation=job.isolation,
+                     data_dir=job.data_dir, protect=[results_path.parent])
+    try:
+        rubric = load_rubric(Path(job.rubric_path))
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     try:
         run = grade_submission(Path(job.folder), rubric, seed=job.seed, device=job.device,
                                skip_training=job.skip_training, isolation=job.isolation, data_dir=job.data_dir,
-                               protect=[results_path.parent])
+                               protect=[results_path.parent], early=early)
     except Exception as exc:  # the grader's own failure: this submission only, and it says so
         run = unfinished_run(rubric, Path(job.folder), f"the grader failed with an internal error "
                                                        f"({type(exc).__name__}: {exc})")

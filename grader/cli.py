@@ -45,8 +45,17 @@ def _detect_assignment(folder: Path) -> str:
     raise UsageError(f"{folder} matches several assignments ({', '.join(matches)}); pass --assignment NAME")
 
 
+def _no_gpu_here() -> bool:
+    """True when this machine has no GPU device node at all (NVIDIA's or ROCm's): then CUDA cannot be
+    available, and `--device auto` is "cpu" without importing torch (3.5 s) before the sandbox starts."""
+    dev = Path("/dev")
+    return not (dev / "nvidiactl").exists() and not (dev / "kfd").exists() and not any(dev.glob("nvidia[0-9]*"))
+
+
 def _device(choice: str) -> str:
     if choice == "auto":
+        if _no_gpu_here():
+            return "cpu"
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -61,7 +70,8 @@ def _device(choice: str) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     if args.kit is not None:
         return cmd_check_kit(args)
-    from grader.engine import grade_submission
+    # Nothing imported before `prestart` may import torch: the sandbox child imports it meanwhile.
+    from grader.engine import grade_submission, prestart
     from grader.report import gradescope, terminal
     from grader.rubric.load import find_rubric, load_rubric
 
@@ -69,32 +79,44 @@ def cmd_check(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder = Path(args.submission)
     results_path = Path(args.results) if args.results else None
+    early = None
     try:
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder; pass the folder that holds the submission's files")
         rubric_path = Path(args.rubric) if args.rubric else find_rubric(args.assignment or _detect_assignment(folder))
-        rubric = load_rubric(rubric_path)
         device = _device(args.device)
+        protect = [results_path.resolve().parent] if results_path else []
+        if results_path:
+            # A valid "did not finish" file first: should this process be killed (out of memory, a timeout from
+            # outside), that file is what stays. The real results replace it atomically at the end.
+            gradescope.write_not_finished(results_path)
+        # The child starts importing torch now, while this process loads the rubric and imports it too.
+        early = prestart(folder, rubric_path, device=device, isolation=args.isolation, data_dir=args.data_dir,
+                         protect=protect)
+        rubric = load_rubric(rubric_path)
     except UsageError as exc:
+        if early is not None:
+            early.close()
         print(f"grader: {exc}", file=sys.stderr)
         if results_path:
             gradescope.write_failure(results_path, str(exc))
         return EXIT_USAGE
     except (RubricError, RubricErrors) as exc:
+        if early is not None:
+            early.close()
         print(f"grader: the rubric cannot be used:\n{describe(exc)}", file=sys.stderr)
         if results_path:
             gradescope.write_failure(results_path, "the assignment's rubric is invalid.")
         return EXIT_RUBRIC
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    protect = [results_path.resolve().parent] if results_path else []
-    if results_path:
-        # A valid "did not finish" file first: should this process be killed (out of memory, a timeout from
-        # outside), that file is what stays. The real results replace it atomically at the end.
-        gradescope.write_not_finished(results_path)
     try:
         run = grade_submission(folder, rubric, seed=seed, device=device, skip_training=args.skip_training,
                                isolation=args.isolation, data_dir=args.data_dir, protect=protect,
-                               progress=sys.stderr.isatty())
+                               progress=sys.stderr.isatty(), early=early)
     except Exception as exc:  # the grader's own fault: still leave a valid results file
         print(clean_text(f"grader: internal error while grading {folder}: {type(exc).__name__}: {exc}"), file=sys.stderr)
         if results_path:

@@ -3,6 +3,12 @@
 Nothing a submission does stops the run: a missing file, a load error, a
 crashing or hanging check each cost the checks they affect, with a message,
 and a `GradingRun` always comes back.
+
+Start-up is arranged so that the two `import torch` (about 3.5 s each here) overlap on two cores:
+`prestart` reads only the rubric's YAML, takes the submission in and spawns its sandbox child, with no
+torch in this process; the caller then loads the rubric (which imports torch and the reference) while
+the child imports torch, and `grade_submission` adopts the child when the full rubric asks for nothing
+it was not started with (otherwise it starts a fresh one, exactly as without a prestart).
 """
 from __future__ import annotations
 
@@ -12,23 +18,28 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
-from grader.checks import REGISTRY, Context, Outcome, finish, timed_run
-from grader.judge.server import ensure_started
-from grader.loading.files import find_files, intake_limits, take_in
+import yaml
+
+from grader.loading.files import Intake, SubmissionFiles, find_files, intake_limits, take_in
 from grader.results import CheckResult, GradingRun
 from grader.rubric.model import CheckSpec, Rubric
 from grader.sandbox.client import Limits, LoadReport, Sandbox
 
+# grader.checks and grader.judge import torch: they are imported inside the functions that need them, so
+# that `prestart` runs in a process that has not imported torch yet.
 
 JUDGED_KINDS = ("module_structure", "connectivity", "training")
 
 
 def limits_for(rubric: Rubric) -> Limits:
-    lim = rubric.limits
+    return _limits_from(rubric.limits)
+
+
+def _limits_from(lim: Mapping[str, Any]) -> Limits:
     defaults = Limits()
     return Limits(timeout_s=float(lim.get("timeout_s", defaults.timeout_s)), memory_mb=int(lim.get("memory_mb", defaults.memory_mb)),
                   cpu_s=int(lim.get("cpu_s", defaults.cpu_s)), max_file_mb=int(lim.get("max_file_mb", defaults.max_file_mb)),
@@ -43,6 +54,8 @@ def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None =
 
     That follows from the check's kind (`uses_evaluation_labels` on the class), not only from the rubric's
     `training: true`, which a rubric may leave out."""
+    from grader.checks import REGISTRY
+
     paths = [rubric.reference_path.parent, rubric.path.resolve().parent, *extra]
     if any(c.training or getattr(REGISTRY.get(c.kind), "uses_evaluation_labels", False) for c in rubric.checks):
         from grader.training.label_files import evaluation_label_files
@@ -54,35 +67,141 @@ def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None =
     return [p for p in paths if p is not None]
 
 
+@dataclass
+class Prestart:
+    """A submission taken in and its sandbox child spawned from the rubric's YAML alone (see `prestart`)."""
+
+    submission_dir: Path
+    rubric_path: Path
+    options: tuple[Any, ...]  # (device, isolation, data_dir, protect): what the child was started for
+    limits: dict[str, Any]  # the rubric's `limits` as read, to compare with the full rubric's
+    names: tuple[list[str], list[str]]  # the rubric's accepted code and answer file names
+    workspace: Path
+    intake: Intake
+    files: SubmissionFiles
+    sandbox: Sandbox | None
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+        shutil.rmtree(self.workspace, ignore_errors=True)
+
+
+def prestart(submission_dir: Path, rubric_path: Path, *, device: str = "cpu", isolation: str | None = None,
+             data_dir: str | None = None, protect: list[Path] | None = None) -> Prestart | None:
+    """Take the submission in and spawn its sandbox child before the caller imports torch.
+
+    Only the rubric's YAML is read (no schema, no reference, no check classes): a rubric that cannot be
+    read this way gets None, and `grade_submission` does everything itself (the full load then reports
+    what is wrong). The child is protected from more than the rubric may need (every copy of the
+    evaluation labels, whatever the checks), so that what the full rubric asks for is always covered.
+    Pass the result to `grade_submission`, or `close` it.
+    """
+    try:
+        data = yaml.safe_load(Path(rubric_path).read_text(encoding="utf-8"))
+        sub = data["submission"]
+        code_names, answer_names = list(sub["code"]), list(sub.get("answers", []))
+        limits = dict(data.get("limits", {}))
+        load_mode = str(sub.get("load", "definitions"))
+        kinds = {c["kind"] for q in data["questions"] for c in q["checks"]}
+        reference_dir = Path(rubric_path).resolve().parent.parent / "reference"
+        sandbox_limits = _limits_from(limits)
+        ilimits = intake_limits(limits)
+    except Exception:  # noqa: BLE001 - whatever is wrong, the full load says it properly
+        return None
+    from grader.training.label_files import evaluation_label_files
+
+    workspace = Path(tempfile.mkdtemp(prefix="grader-intake-"))
+    early = None
+    try:
+        intake = take_in(submission_dir, workspace / "submission", ilimits)
+        files = find_files(intake.folder, code_names, answer_names, refused=intake.refused)
+        early = Prestart(submission_dir=submission_dir, rubric_path=Path(rubric_path),
+                         options=(device, isolation, data_dir, tuple(protect or [])), limits=limits,
+                         names=(code_names, answer_names), workspace=workspace, intake=intake, files=files, sandbox=None)
+        if files.code is not None or files.answers is not None:
+            protected = [reference_dir, Path(rubric_path).resolve().parent, *(protect or []),
+                         *evaluation_label_files(data_dir)]
+            early.sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
+                                    load_mode=load_mode, limits=sandbox_limits, isolation_level=isolation,
+                                    protected=protected, device=device, warm_export=bool(kinds & set(JUDGED_KINDS)))
+            if early.sandbox.spawn() is not None:  # could not start: grade_submission tries again and says why
+                early.sandbox.close()
+                early.sandbox = None
+        return early
+    except BaseException as exc:
+        if early is not None:
+            early.close()
+        else:
+            shutil.rmtree(workspace, ignore_errors=True)
+        if isinstance(exc, Exception):
+            return None  # an unreadable submission folder, a sandbox that cannot start...: reported by grade_submission
+        raise
+
+
+def _adopt(early: Prestart | None, submission_dir: Path, rubric: Rubric, options: tuple[Any, ...]) -> Prestart | None:
+    """`early` if it was made for this submission and rubric, with the same options; else None (closed)."""
+    if early is None:
+        return None
+    if (early.submission_dir == submission_dir and early.rubric_path == rubric.path and early.options == options
+            and early.limits == rubric.limits and early.names == (rubric.code_files, rubric.answer_files)):
+        return early
+    early.close()
+    return None
+
+
+def _sandbox_fits(sandbox: Sandbox, *, limits: Limits, protected: list[Path], device: str, isolation: str | None) -> bool:
+    """Whether a prestarted child was started with these limits, this device and level, and hides at least
+    every path the full rubric protects (more is harmless: the child reads no dataset itself)."""
+    from grader.sandbox import isolation as levels
+
+    hidden = set(sandbox.protected)
+    return (sandbox.limits == limits and sandbox.device == device and sandbox.level == levels.choose_level(isolation)
+            and all(p.resolve() in hidden for p in protected))
+
+
 def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device: str = "cpu",
                      skip_training: bool = False, isolation: str | None = None, data_dir: str | None = None,
                      protect: list[Path] | None = None, progress: bool = False,
                      deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None,
-                     refused_before: Mapping[str, str] | None = None) -> GradingRun:
+                     refused_before: Mapping[str, str] | None = None, early: Prestart | None = None) -> GradingRun:
     """Grade `submission_dir` against `rubric`; never raises for anything the submission does.
 
     `refused_before` holds files refused by an intake done elsewhere (a batch on a Dask cluster takes the
     submission in on the machine that sends it and ships only the accepted files): they are reported, and
-    explain a missing code or answers file, exactly as if this intake had refused them.
+    explain a missing code or answers file, exactly as if this intake had refused them. ``early`` (from
+    `prestart`, same arguments) is adopted or closed here.
     """
+    from grader.checks import REGISTRY, Context, Outcome, finish, timed_run
+    from grader.judge.server import ensure_started
+
     started = time.perf_counter()
+    early = _adopt(early, submission_dir, rubric, (device, isolation, data_dir, tuple(protect or [])))
     # The judge (grader.judge) is forked now, while this process has run no torch operation, so that it
     # costs no second torch import; in a process that has, it is started as a fresh interpreter instead.
     if any(c.kind in JUDGED_KINDS for c in rubric.checks):
-        ensure_started()
+        try:
+            ensure_started()
+        except BaseException:
+            if early is not None:
+                early.close()
+            raise
     run = GradingRun(assignment=rubric.assignment, submission=str(submission_dir), seed=seed, device=device)
     # Intake: only regular files of bounded size and sane names reach the sandbox, copied into a clean
     # folder; each refused file is named with the reason, and costs only the checks that need it.
-    workspace = Path(tempfile.mkdtemp(prefix="grader-intake-"))
-    try:
-        intake = take_in(submission_dir, workspace / "submission", intake_limits(rubric.limits))
-        if refused_before:
-            intake = replace(intake, refused={**refused_before, **intake.refused})
-    except BaseException:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise
+    if early is not None:
+        workspace, intake, files = early.workspace, early.intake, early.files
+    else:
+        workspace = Path(tempfile.mkdtemp(prefix="grader-intake-"))
+        try:
+            intake = take_in(submission_dir, workspace / "submission", intake_limits(rubric.limits))
+            if refused_before:
+                intake = replace(intake, refused={**refused_before, **intake.refused})
+        except BaseException:
+            shutil.rmtree(workspace, ignore_errors=True)
+            raise
+        files = find_files(intake.folder, rubric.code_files, rubric.answer_files, refused=intake.refused)
     run.load_messages += intake.messages()
-    files = find_files(intake.folder, rubric.code_files, rubric.answer_files, refused=intake.refused)
     needs_code = any(REGISTRY[c.kind].needs_code for c in rubric.checks)
     if files.code is None and needs_code and files.code_refused is None:
         found = ", ".join(find_files(submission_dir, [], []).present) or "nothing"
@@ -92,13 +211,25 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
     if files.code_refused:
         no_code = f"No code file to test: {files.code_refused}"
     sandbox = None
-    if files.code is not None or files.answers is not None:
-        protected = protected_paths(rubric, protect or [], data_dir=data_dir)
-        sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
-                          load_mode=rubric.load_mode, limits=limits_for(rubric), isolation_level=isolation,
-                          protected=protected, device=device, load_targets=load_targets(rubric))
-        run.isolation = sandbox.level
     try:
+        if files.code is not None or files.answers is not None:
+            protected = protected_paths(rubric, protect or [], data_dir=data_dir)
+            limits = limits_for(rubric)
+            if early is not None and early.sandbox is not None and _sandbox_fits(
+                    early.sandbox, limits=limits, protected=protected, device=device, isolation=isolation):
+                sandbox = early.sandbox  # its load request (below) is what first runs student code
+                sandbox.code_file, sandbox.answers_file = files.code, files.answers
+                sandbox.load_mode, sandbox.load_targets = rubric.load_mode, load_targets(rubric)
+            else:
+                if early is not None and early.sandbox is not None:
+                    early.sandbox.close()
+                sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
+                                  load_mode=rubric.load_mode, limits=limits, isolation_level=isolation,
+                                  protected=protected, device=device, load_targets=load_targets(rubric),
+                                  warm_export=any(c.kind in JUDGED_KINDS for c in rubric.checks))
+            run.isolation = sandbox.level
+        elif early is not None and early.sandbox is not None:
+            early.sandbox.close()
         load = sandbox.start() if sandbox is not None else None
         if files.answers_refused and (load is None or (load.answers is None and not load.answers_error)):
             # The answer checks say why every answer is missing: the file was there, and refused.
@@ -142,6 +273,8 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
     finally:
         if sandbox is not None:
             sandbox.close()
+        if early is not None and early.sandbox is not None and early.sandbox is not sandbox:
+            early.sandbox.close()  # not adopted (closing twice is harmless)
         shutil.rmtree(workspace, ignore_errors=True)
     run.seconds = round(time.perf_counter() - started, 3)
     return run
@@ -154,6 +287,8 @@ _NAME_ERROR = re.compile(r"NameError: name '([A-Za-z_]\w*)' is not defined")
 
 def check_names(spec: CheckSpec) -> list[str]:
     """The submission's names a check of code uses: its target, and functions its params name."""
+    from grader.checks import REGISTRY
+
     if not REGISTRY[spec.kind].needs_code:
         return []
     names = [spec.target.split(".", 1)[0]] if spec.target else []

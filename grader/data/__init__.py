@@ -22,10 +22,27 @@ from grader.data.errors import (
     UnknownDatasetError,
 )
 from grader.data.idx import read_header, read_idx, write_idx
-from grader.data.loading import clear_memory_cache, first_available, load_dataset
-from grader.data.records import BinaryPair, Dataset, DatasetStatus
-from grader.data.status import STATUS_COLUMNS, dataset_status, status, status_rows, status_table
-from grader.data.subsets import binary_pair
+
+# Names whose modules import torch are loaded on first use (PEP 562), so that finding datasets and their
+# label files (`grader.training.label_files`, used before a sandbox child starts) costs no torch import.
+_LAZY = {
+    "clear_memory_cache": "loading", "first_available": "loading", "load_dataset": "loading",
+    "BinaryPair": "records", "Dataset": "records", "DatasetStatus": "records",
+    "STATUS_COLUMNS": "status", "dataset_status": "status", "status": "status", "status_rows": "status",
+    "status_table": "status", "binary_pair": "subsets",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grader.data' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"grader.data.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DATASET_NAMES",

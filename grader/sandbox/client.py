@@ -84,8 +84,13 @@ class Sandbox:
 
     def __init__(self, *, submission_dir: Path, code_file: Path | None, answers_file: Path | None,
                  load_mode: str = "definitions", limits: Limits = Limits(), protected: list[Path] | None = None,
-                 isolation_level: str | None = None, device: str = "cpu", load_targets: list[str] | None = None) -> None:
+                 isolation_level: str | None = None, device: str = "cpu", load_targets: list[str] | None = None,
+                 warm_export: bool = False) -> None:
         self.submission_dir = submission_dir.resolve()
+        # Whether the child runs one torch.export of a grader-owned model at start-up, before any student code:
+        # the first export in a process costs seconds (torch._dynamo's import and first trace), which then
+        # overlaps with the parent's own start-up instead of delaying the first model check.
+        self.warm_export = warm_export
         self.load_targets = load_targets  # names the checks use: statements they need run at load
         self.code_file, self.answers_file = code_file, answers_file
         self.load_mode, self.limits, self.device = load_mode, limits, device
@@ -101,6 +106,8 @@ class Sandbox:
         self._cgroup: cgroups.Cgroup | None = None
         self._req_w = self._rep_r = -1
         self._output: Any = None
+        self._spawned = False  # a child is running whose hello has not been read yet (see `spawn`)
+        self._workdir, self._inside = self._tmp, ""
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -160,15 +167,20 @@ class Sandbox:
         problem = isolation.uid_level_problem() if self.level == "unprivileged-uid" else None
         return f" (the unprivileged-uid level cannot run here: {problem})" if problem else ""
 
-    def start(self) -> LoadReport:
-        """Start a child and load the submission into it; returns what loading found."""
+    def spawn(self) -> LoadReport | None:
+        """Start a child without waiting for it: it imports torch while the caller goes on (`start` loads it).
+
+        The child runs only the grader's own start-up until `start` sends the load request, so it may be
+        spawned before the rubric is fully loaded. Returns a failed `LoadReport` if it could not be started.
+        """
         self._kill()
         if self.level == "unprivileged-uid":
             self._hold_uid()
         workdir = self._prepare_workdir()
         limits = {"memory_mb": self.limits.memory_mb, "cpu_s": self.limits.cpu_s,
                   "max_file_mb": self.limits.max_file_mb, "max_processes": self.limits.max_processes,
-                  "threads": self.limits.threads, "max_reply_mb": self.limits.max_reply_mb}
+                  "threads": self.limits.threads, "max_reply_mb": self.limits.max_reply_mb,
+                  "warm_export": self.warm_export}
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONHASHSEED": "0", "HOME": "/tmp", "MPLBACKEND": "Agg"}
         if self.limits.threads:
@@ -226,6 +238,18 @@ class Sandbox:
         os.close(req_r)
         os.close(rep_w)
         self._req_w, self._rep_r = req_w, rep_r
+        self._workdir, self._inside = workdir, inside
+        self._spawned = True
+        return None
+
+    def start(self) -> LoadReport:
+        """Start a child (unless `spawn` already did) and load the submission into it; returns what loading found."""
+        if not self._spawned:  # a spawned child that died starting up is reported by the hello below
+            failed = self.spawn()
+            if failed is not None:
+                return failed
+        self._spawned = False
+        workdir, inside = self._workdir, self._inside
         hello = self._receive(self.limits.startup_timeout_s, "starting up")
         if not hello.ok:
             self.load_report = LoadReport(ok=False, errors=[f"The sandbox could not start: {hello.message}"
@@ -386,6 +410,7 @@ class Sandbox:
                     pass
         self._req_w = self._rep_r = -1
         self.proc = None
+        self._spawned = False
 
     def close(self) -> None:
         self._kill()

@@ -10,23 +10,20 @@ Public API (all in `grader.training.harness`)::
     seed_everything(seed)
 """
 
-from grader.training.harness import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_LR,
-    LOSSES,
-    OPTIMIZERS,
-    ProgressEvent,
-    StudentModelError,
-    TrainReport,
-    TrainSettings,
-    accuracy,
-    check_output,
-    default_num_threads,
-    predict,
-    predict_logits,
-    seed_everything,
-    train_model,
-)
+import importlib
+
+# The harness imports torch; its names are loaded on first use (PEP 562) so that importing a torch-free
+# submodule (`grader.training.label_files`, used before a sandbox child is started) costs no torch import.
+_HARNESS_NAMES = frozenset({"DEFAULT_BATCH_SIZE", "DEFAULT_LR", "LOSSES", "OPTIMIZERS", "ProgressEvent", "StudentModelError", "TrainReport", "TrainSettings", "accuracy", "check_output", "default_num_threads", "predict", "predict_logits", "seed_everything", "train_model"})
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HARNESS_NAMES:
+        raise AttributeError(f"module 'grader.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module("grader.training.harness"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
