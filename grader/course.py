@@ -138,11 +138,12 @@ class Course:
         before = set(REGISTRY)
         load_entry_point_kinds()
         if self.checks_dir.is_dir() and self.root != REPO_ROOT:
-            tag = hashlib.sha256(str(self.checks_dir).encode()).hexdigest()[:12]
             for path in sorted(self.checks_dir.glob("*.py")):
                 if path.name.startswith("_"):
                     continue
-                _import_file(f"grader_course_{tag}_{path.stem}", path)
+                # Named by the real file: a course reached twice (a link, a second command) imports it once.
+                tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+                _import_file(f"grader_course_{tag}_{path.stem}", path.resolve())
         return sorted(set(REGISTRY) - before)
 
 

@@ -42,7 +42,10 @@ def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None =
 
     That follows from the check's kind (`uses_evaluation_labels` on the class), not only from the rubric's
     `training: true`, which a rubric may leave out."""
-    paths = [rubric.reference_path.parent, rubric.path.resolve().parent, *extra]
+    paths = [rubric.reference_path.parent, rubric.path.resolve().parent]
+    if rubric.course is not None:  # a course's own check kinds and datasets too (grader.course)
+        paths += [p for p in rubric.course.protected_paths() if p not in paths]
+    paths += extra
     if any(c.training or getattr(REGISTRY.get(c.kind), "uses_evaluation_labels", False) for c in rubric.checks):
         from grader.training.label_files import evaluation_label_files
 

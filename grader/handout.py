@@ -34,7 +34,11 @@ def _num(v: Any) -> str:
 def _annotation(a: Any) -> str:
     if a is inspect.Parameter.empty:
         return ""
-    return a if isinstance(a, str) else getattr(a, "__name__", repr(a))
+    if isinstance(a, str):  # `from __future__ import annotations`: as written
+        return a
+    if isinstance(a, type):
+        return a.__qualname__ if a.__module__ == "builtins" else f"{a.__module__}.{a.__qualname__}"
+    return repr(a).replace("typing.", "")
 
 
 def signature_text(name: str, obj: Any) -> str:

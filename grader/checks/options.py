@@ -50,8 +50,8 @@ class Option:
         if self.default is REQUIRED:
             return "required"
         if self.default is UNSET:
-            return "not set"
-        return repr(self.default)
+            return "optional"
+        return f"default {self.default!r}"
 
     def type_text(self) -> str:
         return schema_type_text(self.schema)

@@ -22,7 +22,7 @@ def describe_kind(cls: Any) -> str:
     width = max((len(o.name) for o in cls.options), default=0)
     type_width = min(28, max((len(o.type_text()) for o in cls.options), default=0))
     for o in cls.options:
-        lines.append(f"  {o.name:<{width}}  {o.type_text():<{type_width}}  [{o.default_text()}]  {o.doc}")
+        lines.append(f"  {o.name:<{width}}  {o.type_text():<{type_width}}  ({o.default_text()})  {o.doc}")
     lines.append(f"  findings: {', '.join(cls.findings)}")
     return "\n".join(lines)
 
