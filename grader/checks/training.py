@@ -89,7 +89,10 @@ def _runs(params: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def train_settings(params: Mapping[str, Any], split: Split, *, device: str, budget_s: float) -> dict[str, Any]:
     """The harness settings (plain data) for one run of this check."""
-    settings: dict[str, Any] = {k: params[k] for k in SETTING_KEYS if k in params}
+    # Only what the rubric wrote: the declared defaults are the harness's own (TrainSettings), and the reference-run
+    # cache key (these settings) stays the same for a rubric that leaves them out.
+    given = getattr(params, "given", params.__contains__)
+    settings: dict[str, Any] = {k: params[k] for k in SETTING_KEYS if given(k)}
     settings.update(max_seconds=float(budget_s), seed=int(params["seed"]), device=device,
                     normalize=list(split.normalize) if split.normalize else None, num_threads=num_threads())
     if "batch_size" in settings:

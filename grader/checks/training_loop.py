@@ -291,7 +291,8 @@ class TrainingLoopCheck(Check):
 
     def _settings(self, ctx: Context, budget: float) -> dict[str, Any]:
         p = self.params
-        s: dict[str, Any] = {k: p[k] for k in LOOP_KEYS}
+        # The rubric's own values; the declared defaults are LoopSettings' (the cache key of reference runs is unchanged).
+        s: dict[str, Any] = {k: p[k] for k in LOOP_KEYS if p.given(k)}
         s.update(seed=int(p["seed"]), device=ctx.device, max_seconds=budget)
         return s
 
@@ -313,7 +314,7 @@ class TrainingLoopCheck(Check):
                    "train_function": train_name, "test_function": test_name}
         from grader.training.waiting import budget_progress
 
-        epochs = int(settings["epochs"])
+        epochs = int(p["epochs"])
         with budget_progress(f"{self.spec.id}: your loops on {model_call}, {split.dataset}", budget, enabled=ctx.progress):
             reply = ctx.request(self.spec, message, timeout=budget * 1.5 + REQUEST_MARGIN_S)
         if not reply.ok:
@@ -344,9 +345,9 @@ class TrainingLoopCheck(Check):
         v = Verdict()
         train_name, test_name = self._names()
         epochs = value["epochs"]
-        wanted = int(settings["epochs"])
-        batch_size = int(settings["batch_size"])
-        test_batch = int(settings["test_batch_size"])
+        wanted = int(p["epochs"])
+        batch_size = int(p["batch_size"])
+        test_batch = int(p["test_batch_size"])
         rtol = float(p["loss_rtol"])
         min_epochs = int(p["min_epochs"] or wanted)
         if value.get("timed_out") and len(epochs) < min_epochs:
