@@ -48,6 +48,13 @@ def _rubric_path(args: argparse.Namespace, course, assignment: str | None) -> Pa
     return find_rubric(assignment, course)
 
 
+def _data_dir(args: argparse.Namespace, course) -> str | None:
+    """--data-dir, else the course's own data/ folder when it has one."""
+    if args.data_dir:
+        return args.data_dir
+    return str(course.data_dir) if course is not None and course.data_dir is not None else None
+
+
 def _detect_assignment(folder: Path, course=None) -> str:
     """The assignment whose accepted file names the folder holds (hw4.py -> hw4)."""
     from grader.loading.files import find_files
@@ -118,7 +125,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         gradescope.write_not_finished(results_path)
     try:
         run = grade_submission(folder, rubric, seed=seed, device=device, skip_training=args.skip_training,
-                               isolation=args.isolation, data_dir=args.data_dir, protect=protect,
+                               isolation=args.isolation, data_dir=_data_dir(args, rubric.course), protect=protect,
                                progress=sys.stderr.isatty())
     except Exception as exc:  # the grader's own fault: still leave a valid results file
         print(clean_text(f"grader: internal error while grading {folder}: {type(exc).__name__}: {exc}"), file=sys.stderr)
@@ -185,7 +192,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     console = Console()
     names, runs = grade_folder(root, rubric_path, out, jobs=args.jobs, seed=seed, device=_device(args.device),
-                               skip_training=args.skip_training, isolation=args.isolation, data_dir=args.data_dir,
+                               skip_training=args.skip_training, isolation=args.isolation,
+                               data_dir=_data_dir(args, course),
                                on_done=lambda name, run: console.print(_done_line(name, run), highlight=False, markup=False))
     write_csv(runs, out / "grades.csv", names)
     print_summary(runs, names, console)
