@@ -22,13 +22,46 @@ from grader.report.text import clean_text
 EXIT_OK, EXIT_USAGE, EXIT_RUBRIC = 0, 2, 3
 
 
-def _detect_assignment(folder: Path) -> str:
+COURSE_HELP = ("course folder with rubrics/ and reference/ (default: $GRADER_COURSE, else this repository's "
+               "assignments); see README 'Courses'")
+
+
+def add_course_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--course", metavar="DIR", help=COURSE_HELP)
+
+
+def _course(args: argparse.Namespace):
+    """The course `--course` names (its extra check kinds registered), or None for the default lookup."""
+    from grader.course import Course
+
+    return Course.load(args.course) if getattr(args, "course", None) else None
+
+
+def _rubric_path(args: argparse.Namespace, course, assignment: str | None) -> Path:
+    """--rubric FILE, else ASSIGNMENT's rubric in the course (or the default rubric folders)."""
+    from grader.rubric.load import find_rubric
+
+    if args.rubric:
+        return Path(args.rubric)
+    if not assignment:
+        raise UsageError("pass --assignment NAME (or --rubric FILE)")
+    return find_rubric(assignment, course)
+
+
+def _data_dir(args: argparse.Namespace, course) -> str | None:
+    """--data-dir, else the course's own data/ folder when it has one."""
+    if args.data_dir:
+        return args.data_dir
+    return str(course.data_dir) if course is not None and course.data_dir is not None else None
+
+
+def _detect_assignment(folder: Path, course=None) -> str:
     """The assignment whose accepted file names the folder holds (hw4.py -> hw4)."""
     from grader.loading.files import find_files
     from grader.rubric.load import rubric_dirs
 
     matches = []
-    for d in rubric_dirs():
+    for d in rubric_dirs(course):
         for path in sorted(d.glob("*.yaml")) if d.is_dir() else []:
             try:
                 data = yaml.safe_load(path.read_text())
@@ -73,7 +106,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     # Nothing imported before `prestart` may import torch: the sandbox child imports it meanwhile.
     from grader.engine import grade_submission, prestart
     from grader.report import gradescope, terminal
-    from grader.rubric.load import find_rubric, load_rubric
+    from grader.rubric.load import load_rubric
 
     console = Console(stderr=False)
     started = time.perf_counter()
@@ -83,7 +116,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder; pass the folder that holds the submission's files")
-        rubric_path = Path(args.rubric) if args.rubric else find_rubric(args.assignment or _detect_assignment(folder))
+        course = _course(args)
+        assignment = args.assignment or (None if args.rubric else _detect_assignment(folder, course))
+        rubric_path = _rubric_path(args, course, assignment)
         device = _device(args.device)
         protect = [results_path.resolve().parent] if results_path else []
         if results_path:
@@ -91,9 +126,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             # outside), that file is what stays. The real results replace it atomically at the end.
             gradescope.write_not_finished(results_path)
         # The child starts importing torch now, while this process loads the rubric and imports it too.
-        early = prestart(folder, rubric_path, device=device, isolation=args.isolation, data_dir=args.data_dir,
-                         protect=protect)
-        rubric = load_rubric(rubric_path)
+        early = prestart(folder, rubric_path, device=device, isolation=args.isolation,
+                         data_dir=_data_dir(args, course), protect=protect)
+        rubric = load_rubric(rubric_path, course=course)
     except UsageError as exc:
         if early is not None:
             early.close()
@@ -115,7 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     try:
         run = grade_submission(folder, rubric, seed=seed, device=device, skip_training=args.skip_training,
-                               isolation=args.isolation, data_dir=args.data_dir, protect=protect,
+                               isolation=args.isolation, data_dir=_data_dir(args, rubric.course), protect=protect,
                                progress=sys.stderr.isatty(), early=early)
     except Exception as exc:  # the grader's own fault: still leave a valid results file
         print(clean_text(f"grader: internal error while grading {folder}: {type(exc).__name__}: {exc}"), file=sys.stderr)
@@ -164,10 +199,10 @@ def cmd_check_kit(args: argparse.Namespace) -> int:
 def cmd_kit_build(args: argparse.Namespace) -> int:
     """`grader kit build`: the student self-test kit of one assignment."""
     from grader.kit.build import DEFAULT_SEED, build_kit
-    from grader.rubric.load import find_rubric
 
     try:
-        rubric_path = Path(args.rubric) if args.rubric else find_rubric(args.assignment)
+        course = _course(args)
+        rubric_path = _rubric_path(args, course, args.assignment)
         report = build_kit(rubric_path, Path(args.out), seed=args.seed if args.seed is not None else DEFAULT_SEED,
                            wheel=Path(args.wheel) if args.wheel else None, archive=args.zip)
     except (RubricError, RubricErrors) as exc:
@@ -180,12 +215,20 @@ def cmd_kit_build(args: argparse.Namespace) -> int:
 
 
 def cmd_rubric_validate(args: argparse.Namespace) -> int:
+    from grader.course import Course
     from grader.rubric.load import load_rubric
 
+    course = _course(args)
+    paths = list(args.paths)
+    if not paths:  # every rubric of the course
+        course = course or Course.default()
+        paths = [str(p) for p in sorted(course.rubrics_dir.glob("*.y*ml"))]
+        if not paths:
+            raise UsageError(f"{course.rubrics_dir} holds no rubric (NAME.yaml)")
     status = EXIT_OK
-    for path in args.paths:
+    for path in paths:
         try:
-            rubric = load_rubric(Path(path))
+            rubric = load_rubric(Path(path), course=course)
         except (RubricError, RubricErrors) as exc:
             print(f"{path}: INVALID\n{describe(exc)}", file=sys.stderr)
             status = EXIT_RUBRIC
@@ -201,7 +244,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from grader.report.html import REPORT, write_report
     from grader.report.progress import batch_progress
     from grader.report.table import print_summary, review_summary, write_csv
-    from grader.rubric.load import find_rubric, load_rubric
+    from grader.rubric.load import load_rubric
 
     root = Path(args.folder)
     if not root.is_dir() or not submission_folders(root):
@@ -209,8 +252,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if args.local_cluster is not None and args.local_cluster < 1:
         raise UsageError("--local-cluster needs a number of workers of at least 1")
     try:
-        rubric_path = Path(args.rubric) if args.rubric else find_rubric(args.assignment)
-        load_rubric(rubric_path)  # fail once, here, rather than in every worker
+        course = _course(args)
+        rubric_path = _rubric_path(args, course, args.assignment)
+        if course is not None and rubric_path.resolve().parent != course.rubrics_dir:
+            # Each grading process finds the course from the rubric's place (grader.course.Course.for_rubric).
+            raise UsageError(f"with --course, the rubric must sit in {course.rubrics_dir}")
+        load_rubric(rubric_path, course=course)  # fail once, here, rather than in every worker
     except (RubricError, RubricErrors) as exc:
         print(f"grader: the rubric cannot be used:\n{describe(exc)}", file=sys.stderr)
         return EXIT_RUBRIC
@@ -221,7 +268,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         console.print(seed_note, highlight=False)
     with batch_progress(console, enabled=True, quiet=args.quiet) as progress:
         names, runs = grade_folder(root, rubric_path, out, jobs=args.jobs, seed=seed, device=_device(args.device),
-                                   skip_training=args.skip_training, isolation=args.isolation, data_dir=args.data_dir,
+                                   skip_training=args.skip_training, isolation=args.isolation, data_dir=_data_dir(args, course),
                                    regrade=args.regrade, scheduler=args.scheduler, local_cluster=args.local_cluster,
                                    on_plan=lambda plan: progress.planned(len(plan.to_grade), len(plan.reused)),
                                    on_done=progress.callback(_done_line))
@@ -279,6 +326,62 @@ def _done_line(name: str, run) -> str:
                       + (f" ({len(flagged)} check(s) to review)" if flagged else ""))
 
 
+def cmd_rubric_kinds(args: argparse.Namespace) -> int:
+    """The check kinds a rubric can name (with the course's own) and their options, from their declarations."""
+    from grader.checks import REGISTRY
+    from grader.course import load_entry_point_kinds
+    from grader.rubric.kinds import describe_kinds
+    from grader.rubric.load import suggest
+
+    _course(args)  # registers the course's extra kinds
+    load_entry_point_kinds()
+    for name in args.kinds:
+        if name not in REGISTRY:
+            close = suggest(name, REGISTRY)
+            raise UsageError(f"unknown check kind {name!r}" + (f" (did you mean {close!r}?)" if close else "")
+                             + f"; known: {', '.join(sorted(REGISTRY))}")
+    print(describe_kinds(REGISTRY, args.kinds or None))
+    return EXIT_OK
+
+
+def cmd_handout(args: argparse.Namespace) -> int:
+    """Write the students' handout of one assignment (Markdown) from its rubric and reference stubs."""
+    from grader.course import Course
+    from grader.handout import handout_markdown
+    from grader.rubric.load import load_rubric
+
+    course = _course(args) or Course.default()
+    try:
+        rubric = load_rubric(course.rubric_path(args.assignment), course=course)
+    except (RubricError, RubricErrors) as exc:
+        print(f"grader: the rubric cannot be used:\n{describe(exc)}", file=sys.stderr)
+        return EXIT_RUBRIC
+    text = handout_markdown(rubric)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    out = Path(args.output) if args.output else course.handout_path(rubric.assignment)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def add_course_commands(sub: argparse._SubParsersAction, rubric: argparse._SubParsersAction) -> None:
+    """``grader rubric kinds`` and ``grader handout`` (courses, options, handouts: README 'Courses')."""
+    kinds = rubric.add_parser("kinds", help="list the check kinds and their options (types, defaults, what they do)")
+    kinds.add_argument("kinds", nargs="*", help="only these kinds")
+    add_course_option(kinds)
+    kinds.set_defaults(func=cmd_rubric_kinds)
+
+    handout = sub.add_parser("handout", help="write an assignment's handout for students (Markdown) from its rubric")
+    handout.add_argument("--assignment", required=True, help="assignment name (rubrics/NAME.yaml in the course)")
+    handout.add_argument("-o", "--output", help="file to write, - for stdout (default: the course's "
+                         "docs/assignments/NAME.md)")
+    add_course_option(handout)
+    handout.set_defaults(func=cmd_handout)
+
+
 def cmd_data_status(args: argparse.Namespace) -> int:
     from grader.data import status, status_table
 
@@ -294,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("submission", help="folder with the student's files (e.g. hw4.py or hw4.ipynb, answers.yaml)")
     check.add_argument("--assignment", help="assignment name (default: guessed from the file names)")
     check.add_argument("--rubric", help="rubric file (default: rubrics/ASSIGNMENT.yaml)")
+    add_course_option(check)
     check.add_argument("--results", help="write Gradescope results.json here")
     check.add_argument("--json", help="write the full grading record (all feedback) as JSON here")
     check.add_argument("--skip-training", action="store_true", help="skip checks that train a model")
@@ -315,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("folder", help="folder with one sub-folder per submission")
     grade.add_argument("--assignment", required=True, help="assignment name (rubrics/NAME.yaml)")
     grade.add_argument("--rubric", help="rubric file (default: rubrics/ASSIGNMENT.yaml)")
+    add_course_option(grade)
     grade.add_argument("--out", default="grades", help="where per-submission results and grades.csv go (default: grades/)")
     grade.add_argument("--jobs", "-j", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                        help="submissions graded at once (default: half the CPUs)")
@@ -341,8 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rubric = sub.add_parser("rubric", help="work with rubric files").add_subparsers(dest="rubric_command", required=True)
     validate = rubric.add_parser("validate", help="check rubric files against the schema and the reference")
-    validate.add_argument("paths", nargs="+")
+    validate.add_argument("paths", nargs="*", help="rubric files (default: every rubric of the course)")
+    add_course_option(validate)
     validate.set_defaults(func=cmd_rubric_validate)
+    add_course_commands(sub, rubric)
 
     data = sub.add_parser("data", help="datasets for training checks").add_subparsers(dest="data_command", required=True)
     data_status = data.add_parser("status", help="which datasets this machine has, from where, with sizes (never downloads)")
@@ -357,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     kit_build.add_argument("--zip", action="store_true", help="also write OUT.zip")
     kit_build.add_argument("--seed", type=int, help="seed of the kit's frozen inputs (default: a fixed one)")
     kit_build.add_argument("--wheel", help="use this grader wheel instead of building one with pip")
+    add_course_option(kit_build)
     kit_build.set_defaults(func=cmd_kit_build)
 
     from grader.gradescope import cli as gradescope_cli

@@ -56,7 +56,10 @@ def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None =
     `training: true`, which a rubric may leave out."""
     from grader.checks import REGISTRY
 
-    paths = [rubric.reference_path.parent, rubric.path.resolve().parent, *extra]
+    paths = [rubric.reference_path.parent, rubric.path.resolve().parent]
+    if rubric.course is not None:  # a course's own check kinds and datasets too (grader.course)
+        paths += [p for p in rubric.course.protected_paths() if p not in paths]
+    paths += extra
     if any(c.training or getattr(REGISTRY.get(c.kind), "uses_evaluation_labels", False) for c in rubric.checks):
         from grader.training.label_files import evaluation_label_files
 
@@ -120,7 +123,11 @@ def prestart(submission_dir: Path, rubric_path: Path, *, device: str = "cpu", is
                          options=(device, isolation, data_dir, tuple(protect or [])), limits=limits,
                          names=(code_names, answer_names), workspace=workspace, intake=intake, files=files, sandbox=None)
         if files.code is not None or files.answers is not None:
-            protected = [reference_dir, Path(rubric_path).resolve().parent, *(protect or []),
+            from grader.course import Course
+
+            # The course's own check kinds and datasets too, as `protected_paths` will ask (no course code runs).
+            protected = [reference_dir, Path(rubric_path).resolve().parent,
+                         *Course(reference_dir.parent).protected_paths(), *(protect or []),
                          *evaluation_label_files(data_dir)]
             early.sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
                                     load_mode=load_mode, limits=sandbox_limits, isolation_level=isolation,

@@ -267,7 +267,7 @@ RUBRIC_MISTAKES = [
     (lambda c: c["q6.tanh"]["params"].update(must_not_use=["sigmoid"]),
      "sigmoid cannot be both required and forbidden", None),
     (lambda c: c["q6.tanh"]["params"].update(must_use="sigmoid"),
-     "'sigmoid' is not of type 'array'", None),
+     "'sigmoid' is not a list", None),
     (lambda c: c["q6.tanh"]["params"].update(must_use=[]),
      "should be non-empty", None),
 ]

@@ -45,7 +45,7 @@ P1, P5_LOSS, P6 = (0, 0), (4, 0), (5, 0)  # (question, check) in rubrics/hw4.yam
     (P5_LOSS, {"accept": {"reductoin": ["mean"]}}, "'reductoin' was unexpected"),
     (P5_LOSS, {"accept": {"reduction": ["median"]}}, "params.accept.reduction"),
     (P5_LOSS, {"accept": {"constant_factor": {"credit": 1.5}}}, "1.5 is greater than the maximum of 1"),
-    (P5_LOSS, {"accept": {"constant_factor": {"credit": "full"}}}, "'full' is not of type 'number'"),
+    (P5_LOSS, {"accept": {"constant_factor": {"credit": "full"}}}, "'full' is not a number"),
     (P5_LOSS, {"accept": {"constant_factor": {}}}, "'credit' is a required property"),
     (P5_LOSS, {"accept": {"permuted_channels": {"credit": 0.5}}},
      "check kind tensor_function does not recognise the form 'permuted_channels' (it recognises: reduction, constant_factor)"),

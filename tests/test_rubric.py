@@ -82,3 +82,85 @@ def test_bad_yaml_says_where(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("schema_version: 1\nquestions: [\n")
     assert "not valid YAML" in _errors(path)
+
+
+# --- typed check options (grader.checks.options) ------------------------------------------------
+
+
+def test_an_option_of_the_wrong_type_is_named_with_file_and_path(tmp_path):
+    """Issue 10: `epochs: five` used to crash `grader rubric validate` with a traceback."""
+    def edit(d):
+        d["questions"][4]["checks"][3]["params"]["epochs"] = "five"  # p5.train, kind training
+    path = _write_variant(tmp_path, edit)
+    text = _errors(path)
+    assert f"{path}: at questions[4].checks[3].params.epochs: 'five' is not a number" in text, text
+
+
+def test_every_bad_option_is_reported_at_once_with_did_you_mean(tmp_path):
+    def edit(d):
+        d["questions"][0]["checks"][0]["params"]["repeats"] = 0            # conv_filter: integer >= 1
+        d["questions"][0]["checks"][0]["params"]["weight_shap"] = [2, 1]    # misspelt
+        d["questions"][4]["checks"][3]["params"]["epoch"] = 3               # training: misspelt
+        d["questions"][6]["checks"][0]["params"]["input"] = "2x6x14x14"      # connectivity: a list
+    text = _errors(_write_variant(tmp_path, edit))
+    lines = text.splitlines()
+    assert len(lines) == 4, text
+    assert "questions[0].checks[0].params.repeats: 0 is less than the minimum of 1" in lines[0], text
+    assert "questions[0].checks[0].params.weight_shap: check kind conv_filter has no option 'weight_shap' " \
+           "(did you mean 'weight_shape'?)" in lines[1], text
+    assert "questions[4].checks[3].params.epoch: check kind training has no option 'epoch' (did you mean 'epochs'?)" \
+           in lines[2], text
+    assert "questions[6].checks[0].params.input: '2x6x14x14' is not a list" in lines[3], text
+
+
+def test_the_command_line_names_the_bad_option_and_exits_3(tmp_path, capsys):
+    from grader.cli import main
+
+    path = _write_variant(tmp_path, lambda d: d["questions"][1]["checks"][0]["params"].update(rtol="tight"))
+    assert main(["rubric", "validate", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert "questions[1].checks[0].params.rtol: 'tight' is not a number" in err and "Traceback" not in err, err
+
+
+def test_every_built_in_kind_declares_its_options_with_one_line_of_doc():
+    from grader.checks import REGISTRY
+
+    for kind, cls in REGISTRY.items():
+        if cls.__module__.startswith("grader.checks."):
+            assert cls.options is not None, f"{kind} declares no options"
+            names = [o.name for o in cls.options]
+            assert len(names) == len(set(names)), kind
+            for o in cls.options:
+                assert o.doc and "\n" not in o.doc, (kind, o.name)
+
+
+def test_defaults_come_from_the_declaration():
+    from grader.checks import REGISTRY
+    from grader.rubric.model import CheckSpec
+
+    spec = CheckSpec(id="x", kind="tensor_function", question="x", title="x", points=1, target="f", reference="f",
+                     params={"args": [], "rtol": 0.5})
+    check = REGISTRY["tensor_function"](spec)
+    declared = {o.name: o.default for o in REGISTRY["tensor_function"].options}
+    assert check.params["rtol"] == 0.5 and check.params["atol"] == declared["atol"] == 1e-6
+    assert check.params["select"] is None and check.params.given("rtol") and not check.params.given("atol")
+    with pytest.raises(KeyError, match="declares no option 'rtoll'"):
+        check.params["rtoll"]
+    # The training kinds share the budget option the train engineer's speed check reads.
+    for kind in ("training", "training_loop"):
+        assert {o.name: o.default for o in REGISTRY[kind].options}["max_slowdown"] == 20
+
+
+def test_rubric_kinds_lists_every_kind_and_option_from_the_declarations(capsys):
+    from grader.checks import REGISTRY
+    from grader.cli import main
+
+    assert main(["rubric", "kinds"]) == 0
+    out = capsys.readouterr().out
+    for kind, cls in REGISTRY.items():
+        assert f"{kind}: " in out, kind
+        for o in cls.options or ():
+            assert f"  {o.name} " in out and o.doc in out, (kind, o.name)
+    assert "repeats       integer >= 1            (default 2)  random inputs drawn per case" in out, out
+    assert main(["rubric", "kinds", "conv_filtr"]) == 2
+    assert "did you mean 'conv_filter'?" in capsys.readouterr().err

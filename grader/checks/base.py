@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 
 from grader.checks.forms import validate_forms
+from grader.checks.options import Option, Params, missing_required, resolve
 from grader.results import AppliedItem, CheckResult
 from grader.rubric.model import CheckSpec, KnownMistake, Rubric
 from grader.sandbox.client import LoadReport, Reply, Sandbox
@@ -135,7 +136,10 @@ class Check:
     kind: ClassVar[str] = ""
     findings: ClassVar[tuple[str, ...]] = COMMON_FINDINGS
     needs_code: ClassVar[bool] = True
-    #: JSON-Schema-like description of the params, checked when the rubric loads.
+    #: The kind's params, declared once (type, default, one line of doc each; see grader.checks.options).
+    #: None: not declared (params untyped; only for kinds that predate declarations).
+    options: ClassVar[tuple[Option, ...] | None] = None
+    #: Params a kind without declared options requires (declared kinds mark options REQUIRED instead).
     required_params: ClassVar[tuple[str, ...]] = ()
     needs_target: ClassVar[bool] = True
     needs_reference: ClassVar[bool] = True
@@ -146,6 +150,14 @@ class Check:
 
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
+        self.params = self.params_of(spec)
+
+    @classmethod
+    def params_of(cls, spec: CheckSpec) -> Params:
+        """The check's options: the rubric's values over the declared defaults."""
+        if cls.options is None:
+            return Params(cls.kind, dict(spec.params), frozenset(spec.params))
+        return resolve(cls.kind, cls.options, spec.params)
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
@@ -155,6 +167,8 @@ class Check:
             problems.append(("target", f"a {cls.kind} check needs a 'target' (the name the student defines)"))
         if cls.needs_reference and not spec.reference:
             problems.append(("reference", f"a {cls.kind} check needs a 'reference' (a name in the reference module)"))
+        if cls.options is not None:
+            problems += missing_required(cls.kind, cls.options, spec.params)
         for name in cls.required_params:
             if name not in spec.params:
                 problems.append((f"params.{name}", f"a {cls.kind} check needs params.{name}"))

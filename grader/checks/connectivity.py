@@ -12,6 +12,7 @@ import torch
 from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure
 from grader.checks.judged import judge_model, with_method
+from grader.checks.options import DIMS, INIT, REQUIRED, Option
 from grader.probes import channel_connectivity
 
 
@@ -23,19 +24,22 @@ def _fmt(maps: list[int]) -> str:
 class ConnectivityCheck(Check):
     kind = "connectivity"
     findings = Check.findings + ("wrong_connections", "refused_graph")
-    required_params = ("input",)
+    options = (
+        Option("input", DIMS, "shape of the random input the layer is probed with, e.g. [2, 6, 14, 14]", REQUIRED),
+        Option("init", INIT, "keyword arguments the target (and the reference) are built with", {}),
+    )
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
         judged = judge_model(ctx, self.spec, {"job": "connectivity", "input": x}, target=self.spec.target or "",
-                             init=p.get("init", {}), input_shape=list(x.shape))
+                             init=p["init"], input_shape=list(x.shape))
         if judged.method == "refused" and judged.outcome is not None:
             return judged.outcome
         return with_method(self._compare(ctx, x, judged.reply if judged.method == "judge" else None), judged)
 
     def _compare(self, ctx: Context, x: np.ndarray, reply) -> Outcome:
-        init = self.spec.params.get("init", {})
+        init = self.params["init"]
         ref = channel_connectivity(getattr(ctx.reference, self.spec.reference)(**init), torch.from_numpy(x))
         if reply is None:  # not exported: measured in the sandbox, as before the judge
             reply = ctx.request(self.spec, {"op": "connectivity", "target": self.spec.target, "init": init, "input": x})

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from grader.checks import register
+from grader.checks.options import (CASES, DIMS, MAPPING, NONNEG, POS_INT, REQUIRED, SHAPE, Option,
+                                   accept_option)
 from grader.checks.base import (COMMON_FINDINGS, Check, Context, Outcome, case_label, compare_arrays, make_tensor,
                                 reply_failure, resolve_dims, shape_str)
 from grader.checks.forms import AcceptedForms, PermutationTracker, channel_permutation, describe_permutation
@@ -147,22 +149,36 @@ def apply(params: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
 @register
 class ConvFilterCheck(Check):
     kind = "conv_filter"
-    required_params = ("input",)
     findings = COMMON_FINDINGS + ("permuted_channels", "too_large")
     accepted_forms = ("permuted_channels",)
+    options = (
+        Option("input", DIMS, "shape of the random input X; a dimension may name a case variable, e.g. [2, C, H, W]",
+               REQUIRED),
+        Option("cases", CASES, "the case variables, one mapping per case, e.g. [{H: 5, W: 7}]", [{}]),
+        Option("call", {"type": "array", "items": {"type": "string"}},
+               "case variables passed to the student's function, in order", []),
+        Option("conv", MAPPING, "conv2d options (stride, padding, groups) applied to a returned weight tensor", {}),
+        Option("input_dist", MAPPING, "how X is drawn: {dist: normal|uniform|sign|positive, scale, low, high}", {}),
+        Option("weight_shape", SHAPE, "the shape the returned weight must have"),
+        Option("weight_atol", NONNEG, "also compare the weight itself with the reference's, to this tolerance"),
+        Option("rtol", NONNEG, "relative tolerance on conv2d's output", 1e-5),
+        Option("atol", NONNEG, "absolute tolerance on conv2d's output", 1e-5),
+        Option("repeats", POS_INT, "random inputs drawn per case", 2),
+        accept_option(("permuted_channels",)),
+    )
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         rng = ctx.rng(self.spec)
-        cases: list[dict[str, Any]] = p.get("cases", [{}])
-        rtol, atol = float(p.get("rtol", 1e-5)), float(p.get("atol", 1e-5))
-        fixed = p.get("conv", {})
+        cases: list[dict[str, Any]] = p["cases"]
+        rtol, atol = float(p["rtol"]), float(p["atol"])
+        fixed = p["conv"]
         forms = AcceptedForms.from_params(p)
         permutations = PermutationTracker()
         permuted: list[int] | None = None  # the permutation every case showed, when the rubric accepts one
         reference = getattr(ctx.reference, self.spec.reference)
         for case in cases:
-            call = [case[name] for name in p.get("call", [])]
+            call = [case[name] for name in p["call"]]
             called = f"{self.spec.target}({', '.join(map(str, call))})"
             reply = ctx.request(self.spec, {"op": "call", "target": self.spec.target, "args": call})
             if not reply.ok:
@@ -173,10 +189,10 @@ class ConvFilterCheck(Check):
                 params = conv_params(student_value, fixed)
             except BadParameters as exc:
                 return Outcome.fail("wrong_type", f"{called} returned unusable parameters: {exc}")
-            if "weight_shape" in p and tuple(params["weight"].shape) != tuple(p["weight_shape"]):
+            if p["weight_shape"] is not None and tuple(params["weight"].shape) != tuple(p["weight_shape"]):
                 return Outcome.fail("wrong_shape", f"the filter has shape {shape_str(params['weight'].shape)}; "
                                     f"expected {shape_str(p['weight_shape'])}")
-            if "weight_atol" in p:
+            if p["weight_atol"] is not None:
                 problem = compare_arrays(params["weight"], ref_params["weight"], rtol=0.0,
                                          atol=float(p["weight_atol"]), what="the filter")
                 if problem:
@@ -196,8 +212,8 @@ class ConvFilterCheck(Check):
                                     f"{params.get('groups', 1)}) whose convolution of X of shape {shape_str(x_shape)} "
                                     f"would need a {too_big} far larger than the expected convolution's (over 16 times), "
                                     "so the grader does not run it. Check the stride, the padding and the weight's shape.")
-            for _ in range(int(p.get("repeats", 2))):
-                x = torch.from_numpy(make_tensor({"tensor": p["input"], **p.get("input_dist", {})}, case, rng).astype(np.float64))
+            for _ in range(int(p["repeats"])):
+                x = torch.from_numpy(make_tensor({"tensor": p["input"], **p["input_dist"]}, case, rng).astype(np.float64))
                 expected = apply(ref_params, x).numpy()
                 try:
                     got = apply(params, x).numpy()
@@ -239,7 +255,7 @@ class ConvFilterCheck(Check):
         for mistake in self.spec.known_mistakes:
             if not mistake.reference:
                 continue
-            wrong = apply(conv_params(getattr(ctx.reference, mistake.reference)(*call), self.spec.params.get("conv", {})), x).numpy()
+            wrong = apply(conv_params(getattr(ctx.reference, mistake.reference)(*call), self.params["conv"]), x).numpy()
             if got.shape == wrong.shape and np.allclose(got, wrong, rtol=1e-5, atol=1e-5):
                 return Outcome.from_mistake(mistake, *outcome.feedback)
         return outcome

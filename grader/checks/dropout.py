@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from grader.checks import register
+from grader.checks.options import REQUIRED, SHAPE, Option
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, reply_failure, shape_str
 from grader.protocol import generator_arg
 from grader.rubric.model import CheckSpec
@@ -83,7 +84,14 @@ def _local(fn: Any, x: np.ndarray, p: float, train: bool) -> np.ndarray:
 class DropoutCheck(Check):
     kind = "dropout"
     findings = COMMON_FINDINGS + FINDINGS
-    required_params = ("keep_probs",)
+    options = (
+        Option("keep_probs", {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                              "minItems": 1}, "keep probabilities p the target is called with, one below 1 at least",
+               REQUIRED),
+        Option("shape", SHAPE, "shape of the positive input x (its size is the sample size of the tests)", [500, 200]),
+        Option("delta", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+               "probability bound of failing a correct implementation, over all tests", DEFAULT_DELTA),
+    )
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
@@ -101,12 +109,12 @@ class DropoutCheck(Check):
         return problems
 
     def run(self, ctx: Context) -> Outcome:
-        p_ = self.spec.params
+        p_ = self.params
         rng = ctx.rng(self.spec)
-        shape = tuple(p_.get("shape", [500, 200]))  # N = 100,000 units
+        shape = tuple(p_["shape"])  # N = 100,000 units
         n = int(np.prod(shape))
         keep_probs = [float(k) for k in p_["keep_probs"]]
-        delta = float(p_.get("delta", DEFAULT_DELTA))
+        delta = float(p_["delta"])
         m = 2 * sum(1 for k in keep_probs if k < 1)
         findings: list[str] = []
         feedback: list[str] = []

@@ -39,6 +39,7 @@ import sympy
 from grader.checks import register
 from grader.checks.answer_keys import lookup_answer
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome
+from grader.checks.options import MAPPING, POSITIVE, REQUIRED, Option
 from grader.mathexpr import (FUNCTIONS, ReferenceExpressionError, SymbolSpec, SymbolSpecError, compare, format_error,
                              parse_expression, parse_reference)
 from grader.rubric.model import CheckSpec
@@ -126,7 +127,16 @@ class ExpressionCheck(Check):
     kind = "expression"
     findings = COMMON_FINDINGS + FINDINGS
     needs_code = False
-    required_params = ("symbols",)
+    options = (
+        Option("symbols", MAPPING, "each symbol the answer may use, with its assumptions, e.g. {W1: {commutative: false}}",
+               REQUIRED),
+        Option("must_use", {"$ref": "#/$defs/function_names"}, "functions the answer must be written with, e.g. [sigmoid]"),
+        Option("must_not_use", {"$ref": "#/$defs/function_names"},
+               "functions the answer may not use, e.g. [tanh] (restating the question)"),
+        Option("undecided_credit", {"type": "number", "minimum": 0, "maximum": 1},
+               "credit kept when equivalence cannot be decided (the answer is listed for review)", 0.0),
+        Option("timeout_s", POSITIVE, "time limit of the symbolic simplification, in seconds", DEFAULT_TIMEOUT_S),
+    )
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
@@ -138,7 +148,7 @@ class ExpressionCheck(Check):
         except SymbolSpecError as exc:
             return problems + [("params.symbols", str(exc))]
         problems += function_list_problems(spec)
-        credit = spec.params.get("undecided_credit", 0.0)
+        credit = cls.params_of(spec)["undecided_credit"]
         if not isinstance(credit, (int, float)) or not 0 <= credit <= 1:
             problems.append(("params.undecided_credit", "undecided_credit is a fraction of the points, between 0 and 1"))
         for i, mistake in enumerate(spec.known_mistakes):
@@ -171,7 +181,7 @@ class ExpressionCheck(Check):
         return problems
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         key = self.spec.target or ""
         answer, missing = lookup_answer(ctx, key)
         if missing is not None:
@@ -187,10 +197,10 @@ class ExpressionCheck(Check):
                                 + format_error(parsed.error, text, symbols))  # type: ignore[arg-type]
         reference = reference_expression(resolve_reference(ctx.reference, self.spec.reference or ""), symbols)
         seed = int(ctx.rng(self.spec).integers(2**31))
-        timeout = float(p.get("timeout_s", DEFAULT_TIMEOUT_S))
+        timeout = float(p["timeout_s"])
         verdict = compare(parsed.expr, reference, symbols, timeout_s=timeout, seed=seed)  # type: ignore[arg-type]
         decided = f"(decided by {verdict.method})"
-        wrong_form = form_problem(key, parsed.functions, list(p.get("must_use", [])), list(p.get("must_not_use", [])))
+        wrong_form = form_problem(key, parsed.functions, list(p["must_use"] or []), list(p["must_not_use"] or []))
         if wrong_form:
             # The value alone cannot tell a derivation from a restatement of the question: the form decides.
             if verdict.equivalent:
@@ -204,7 +214,7 @@ class ExpressionCheck(Check):
         if verdict.equivalent:
             return Outcome(passed=True, feedback=[f"Correct. {verdict.explanation} {decided}"], method=verdict.method)
         if verdict.equivalent is None:
-            credit = float(p.get("undecided_credit", 0.0))
+            credit = float(p["undecided_credit"])
             return Outcome(passed=False, findings=["undecided"], credit=credit, method=verdict.method, feedback=[
                 f"The grader could not decide whether your answer to '{key}' is correct: {verdict.explanation}",
                 "This is not a verdict that you are wrong: a member of the course staff will look at this answer "

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from grader.checks import register
+from grader.checks.options import (ARG_SPECS, CASES, INDICES, NAME, NONNEG, REQUIRED, Option,
+                                   array_api_option)
 from grader.checks.base import (COMMON_FINDINGS, Check, Context, Outcome, case_label, compare_arrays, make_args,
                                 reply_failure)
 from grader.checks.forms import AcceptedForms
@@ -43,17 +45,27 @@ def autograd_reference(fn: Any, args: list[Any], grad_wrt: list[int], dout: np.n
 class ForwardBackwardCheck(Check):
     kind = "forward_backward"
     findings = COMMON_FINDINGS + FINDINGS
-    required_params = ("forward", "args", "grad_wrt")
     array_apis = ("torch", "numpy")
+    options = (
+        Option("forward", NAME, "the student's forward function, called first: out, cache = forward(*args)", REQUIRED),
+        Option("args", ARG_SPECS, "the forward's arguments: {tensor: [dims], dist, scale, dtype}, {value: v} or {var: name}",
+               REQUIRED),
+        Option("grad_wrt", INDICES, "positions of the forward's arguments whose gradients the target returns", REQUIRED),
+        Option("outputs", {"type": "array", "items": {"type": "string"}}, "names of the gradients, for feedback"),
+        Option("cases", CASES, "the case variables the args refer to, one mapping per case", [{}]),
+        Option("rtol", NONNEG, "relative tolerance on the forward output and the gradients", 1e-6),
+        Option("atol", NONNEG, "absolute tolerance on the forward output and the gradients", 1e-9),
+        array_api_option(),
+    )
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         rng = ctx.rng(self.spec)
-        rtol, atol = float(p.get("rtol", 1e-6)), float(p.get("atol", 1e-9))
+        rtol, atol = float(p["rtol"]), float(p["atol"])
         grad_wrt = [int(i) for i in p["grad_wrt"]]
-        names = p.get("outputs") or [f"gradient {k + 1}" for k in range(len(grad_wrt))]
+        names = p["outputs"] or [f"gradient {k + 1}" for k in range(len(grad_wrt))]
         reference = getattr(ctx.reference, self.spec.reference)
-        cases = p.get("cases", [{}])
+        cases = p["cases"]
         forward_wrong: str | None = None
         forms = AcceptedForms.from_params(p)
         numpy_note: str | None = None  # set once the pair is graded on NumPy arrays

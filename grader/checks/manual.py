@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from grader.checks import register
 from grader.checks.base import Check, Context, Outcome
+from grader.checks.options import NONNEG, Option
 from grader.rubric.model import CheckSpec
 
 MAX_SHOWN = 4000
@@ -13,6 +14,7 @@ class ManualCheck(Check):
     kind = "manual"
     needs_code = False
     needs_reference = False
+    options = (Option("points_by_hand", NONNEG, "what the answer is worth when graded by hand (shown to students)"),)
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
@@ -23,7 +25,7 @@ class ManualCheck(Check):
         return problems
 
     def run(self, ctx: Context) -> Outcome:
-        worth = self.spec.params.get("points_by_hand")
+        worth = self.params["points_by_hand"]
         note = f"Needs manual grading{f' (worth {worth:g} points)' if worth else ''}: not scored automatically."
         text = ctx.answers.get(self.spec.target or "")
         if text is None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from grader.checks import register
+from grader.checks.options import INIT, NAME, NONNEG, REQUIRED, Option, nested_defaults
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, reply_failure
 
 FINDINGS = ("wrong_sequence",)
@@ -62,27 +63,40 @@ def _show(values: list[Any], upto: int) -> str:
 class MethodSequenceCheck(Check):
     kind = "method_sequence"
     findings = COMMON_FINDINGS + FINDINGS
-    required_params = ("method",)
+    options = (
+        Option("method", NAME, "the method called on each input in turn, e.g. step", REQUIRED),
+        Option("scenarios", {"type": "array", "items": {"type": "object", "required": ["inputs"],
+                                                        "properties": {"init": INIT, "inputs": {"type": "array"}}}},
+               "fixed sequences: [{init: {...}, inputs: [...]}]", []),
+        Option("random", {"type": "object", "additionalProperties": False, "properties": {
+                   "count": {"type": "integer", "minimum": 1, "default": 3},
+                   "length": {"type": "integer", "minimum": 1, "default": 30},
+                   "inits": {"type": "array", "items": INIT, "minItems": 1, "default": [{}]}}},
+               "random loss sequences with plateaus: {count: 3, length: 30, inits: [{...}]}"),
+        Option("until", {}, "judge each sequence up to the reference's first result equal to this (e.g. true)"),
+        Option("rtol", NONNEG, "relative tolerance on each result", 1e-9),
+    )
 
     def scenarios(self, ctx: Context) -> list[tuple[dict[str, Any], list[Any]]]:
-        p = self.spec.params
-        out = [(dict(s.get("init", {})), list(s["inputs"])) for s in p.get("scenarios", [])]
-        if "random" in p:
+        p = self.params
+        out = [(dict(s.get("init", {})), list(s["inputs"])) for s in p["scenarios"]]
+        if p["random"] is not None:
             rng = ctx.rng(self.spec)
-            inits = p["random"].get("inits", [{}])
-            for k in range(int(p["random"].get("count", 3))):
-                out.append((dict(inits[k % len(inits)]), plateau_sequence(rng, int(p["random"].get("length", 30)))))
+            random = nested_defaults(self.options, "random", p["random"])
+            inits = random["inits"]
+            for k in range(int(random["count"])):
+                out.append((dict(inits[k % len(inits)]), plateau_sequence(rng, int(random["length"]))))
         return out
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
-        method, rtol = p["method"], float(p.get("rtol", 1e-9))
+        p = self.params
+        method, rtol = p["method"], float(p["rtol"])
         cls = getattr(ctx.reference, self.spec.reference)
         scenarios = self.scenarios(ctx)
         for init, inputs in scenarios:
             ref = cls(**init)
             expected = [getattr(ref, method)(x) for x in inputs]
-            if "until" in p and p["until"] in expected:
+            if p["until"] is not None and p["until"] in expected:
                 # Judge up to the reference's first `until` (EarlyStopping's first True): what an
                 # object answers after it has said stop is not part of the contract.
                 cut = expected.index(p["until"]) + 1

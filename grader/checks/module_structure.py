@@ -28,7 +28,7 @@ logits, not log-probabilities") to deduct only that.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from grader.checks.base import Check, Context, Outcome, reply_failure, shape_str
 from grader.rubric.model import CheckSpec
 from grader.sandbox.client import Reply
 from grader.checks.judged import Judged, judge_model, with_method
+from grader.checks.options import BOOL, INIT, SHAPE, Option
 
 FINDINGS = ("wrong_param_count", "wrong_output_shape", "flat_input", "returns_logits", "returns_probabilities",
             "refused_graph")
@@ -69,7 +70,7 @@ def output_kind(out: np.ndarray) -> tuple[str, float]:
     return "logits", float(lse[0])
 
 
-def judge_output(call: str, out: Any, expected_shape: tuple[int, ...], x_shape: tuple[int, ...], p: dict[str, Any],
+def judge_output(call: str, out: Any, expected_shape: tuple[int, ...], x_shape: tuple[int, ...], p: Mapping[str, Any],
                  found: Findings) -> None:
     """Findings about the output of ``call`` on an input of shape ``x_shape`` (the module's own input layout)."""
     if not isinstance(out, np.ndarray):
@@ -77,11 +78,11 @@ def judge_output(call: str, out: Any, expected_shape: tuple[int, ...], x_shape: 
                                         f"{shape_str(x_shape)}; a tensor was expected.")
         return
     squeezed = tuple(s for s in expected_shape if s != 1)
-    if out.shape != expected_shape and not (p.get("allow_squeeze") and out.squeeze().shape == squeezed):
+    if out.shape != expected_shape and not (p["allow_squeeze"] and out.squeeze().shape == squeezed):
         found.add("wrong_output_shape", f"{call} maps an input of shape {shape_str(x_shape)} to {shape_str(out.shape)}; "
                                         f"expected {shape_str(expected_shape)}.")
         return
-    if not p.get("log_probabilities") or out.ndim != 2 or out.dtype.kind != "f":
+    if not p["log_probabilities"] or out.ndim != 2 or out.dtype.kind != "f":
         return
     kind, lse = output_kind(out)
     if kind == "logits":
@@ -99,17 +100,26 @@ def judge_output(call: str, out: Any, expected_shape: tuple[int, ...], x_shape: 
 class ModuleStructureCheck(Check):
     kind = "module_structure"
     findings = Check.findings + FINDINGS
+    options = (
+        Option("input", SHAPE, "shape of a random input to run the module on (output shape, input layout)"),
+        Option("init", INIT, "keyword arguments the target and the reference are built with", {}),
+        Option("inits", {"type": "array", "items": INIT, "minItems": 1},
+               "several constructor argument sets, each checked (instead of init)"),
+        Option("allow_squeeze", BOOL, "accept the expected output shape with its size-1 dimensions squeezed", False),
+        Option("log_probabilities", BOOL, "the output rows must be log-probabilities (reports returns_logits / "
+               "returns_probabilities)", False),
+    )
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec)
-        if spec.params.get("log_probabilities") and "input" not in spec.params:
+        if cls.params_of(spec)["log_probabilities"] and "input" not in spec.params:
             # Without an input nothing is run, and the output could never be judged.
             problems.append(("params.log_probabilities", "log_probabilities needs params.input to run the module on"))
         return problems
 
     def run(self, ctx: Context) -> Outcome:
-        inits = self.spec.params.get("inits") or [self.spec.params.get("init", {})]
+        inits = self.params["inits"] or [self.params["init"]]
         found = Findings()
         passed: list[str] = []
         self._judged = []
@@ -140,11 +150,11 @@ class ModuleStructureCheck(Check):
         return None, judged.reply if judged.method == "judge" else ctx.request(self.spec, request)
 
     def _run_one(self, ctx: Context, init: dict, found: Findings, passed: list[str]) -> Outcome | None:
-        p = self.spec.params
+        p = self.params
         ref_model = getattr(ctx.reference, self.spec.reference)(**init)
         expected_params = sum(t.numel() for t in ref_model.parameters() if t.requires_grad)
         x = None
-        if "input" in p:
+        if p["input"] is not None:
             x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
         refused, reply = self._measure(ctx, init, x)
         if refused is not None:

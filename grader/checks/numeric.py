@@ -28,6 +28,7 @@ from typing import Any
 
 from grader.checks import register
 from grader.checks.answer_keys import lookup_answer
+from grader.checks.options import BOOL, NONNEG, STRING, Option
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome
 from grader.rubric.model import CheckSpec
 from grader.rubric.references import ReferenceNameError, resolve_reference
@@ -102,25 +103,35 @@ class NumericCheck(Check):
     kind = "numeric"
     findings = COMMON_FINDINGS + FINDINGS
     needs_code = False
+    options = (
+        Option("rtol", NONNEG, "relative tolerance, as in math.isclose", 1e-9),
+        Option("atol", NONNEG, "absolute tolerance, as in math.isclose", 0.0),
+        Option("optional", BOOL, "an unanswered key is skipped, not failed (only with points: 0)", False),
+        Option("show_expected", BOOL, "a wrong answer's feedback states the expected value", False),
+        Option("variants", STRING, "other values the reference names, e.g. VARIANTS[q3.conv_flops], recognised and "
+               "explained"),
+        Option("variant_credit", {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
+               "credit of each variant by name (every alternative convention needs one)", {}),
+    )
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec)
-        p = spec.params
-        if p.get("optional") and spec.points > 0:
+        p = cls.params_of(spec)
+        if p["optional"] and spec.points > 0:
             # An unanswered optional check counts 0/0: with points it would drop out of the maximum, a pass in effect.
             problems.append(("params.optional", "an optional check is feedback only: give it points: 0"))
         for name in ("rtol", "atol"):
-            if name in p and not (_is_number(p[name]) and p[name] >= 0):
+            if not (_is_number(p[name]) and p[name] >= 0):
                 problems.append((f"params.{name}", f"{name} must be a number >= 0"))
-        credits = p.get("variant_credit", {})
+        credits = p["variant_credit"]
         if not isinstance(credits, dict):
             problems.append(("params.variant_credit", "variant_credit maps variant names to a credit between 0 and 1"))
         else:
             for name, credit in credits.items():
                 if not _is_number(credit) or not 0 <= credit <= 1:
                     problems.append((f"params.variant_credit.{name}", "a credit is a fraction of the points, between 0 and 1"))
-        if credits and "variants" not in p:
+        if credits and p["variants"] is None:
             problems.append(("params.variant_credit", "variant_credit needs params.variants (e.g. VARIANTS[q3.conv_flops])"))
         for i, m in enumerate(spec.known_mistakes):
             if m.value is None and not m.reference:
@@ -137,16 +148,17 @@ class NumericCheck(Check):
         for i, m in enumerate(spec.known_mistakes):
             if m.reference and not _is_number(resolve_reference(reference, m.reference)):
                 problems.append((f"known_mistakes[{i}].reference", f"{m.reference} is not a finite number"))
-        if "variants" not in spec.params:
+        p = cls.params_of(spec)
+        if p["variants"] is None:
             return problems
         try:
-            variants = _variants(resolve_reference(reference, str(spec.params["variants"])))
+            variants = _variants(resolve_reference(reference, str(p["variants"])))
         except ReferenceNameError as exc:
             return problems + [("params.variants", str(exc))]
         except TypeError as exc:
             return problems + [("params.variants", str(exc))]
         names = {v.name for v in variants}
-        credits = spec.params.get("variant_credit", {}) or {}
+        credits = p["variant_credit"] or {}
         for name in credits:
             if name not in names:
                 problems.append((f"params.variant_credit.{name}", f"{spec.params['variants']} has no variant {name!r} "
@@ -158,10 +170,10 @@ class NumericCheck(Check):
         return problems
 
     def _candidates(self, ctx: Context) -> list[Candidate]:
-        p = self.spec.params
-        credits = p.get("variant_credit", {}) or {}
+        p = self.params
+        credits = p["variant_credit"] or {}
         out = []
-        if "variants" in p:
+        if p["variants"] is not None:
             for v in _variants(resolve_reference(ctx.reference, str(p["variants"]))):
                 finding = "other_convention" if v.kind == "alternative" else "known_mistake"
                 out.append(Candidate(float(v.value), finding, float(credits.get(v.name, 0.0)), v.explanation))
@@ -171,11 +183,11 @@ class NumericCheck(Check):
         return out
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         key = self.spec.target or ""
         answer, missing = lookup_answer(ctx, key)
         if missing is not None:
-            if p.get("optional") and not (ctx.load and ctx.load.answers_error):
+            if p["optional"] and not (ctx.load and ctx.load.answers_error):
                 return Outcome(passed=False, skipped=True, feedback=[f"'{key}' is optional and was not answered."])
             return missing
         try:
@@ -183,7 +195,7 @@ class NumericCheck(Check):
         except NotANumber as exc:
             return Outcome.fail("not_a_number", f"Your answer to '{key}' is not a number: {exc}.")
         expected = float(resolve_reference(ctx.reference, self.spec.reference or ""))
-        rtol, atol = float(p.get("rtol", 1e-9)), float(p.get("atol", 0.0))
+        rtol, atol = float(p["rtol"]), float(p["atol"])
         tolerance = f"relative tolerance {rtol:g}" + (f", absolute tolerance {atol:g}" if atol else "")
         if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol):
             return Outcome(passed=True, feedback=[f"Correct: {show(got)} (within {tolerance})."])
@@ -195,7 +207,7 @@ class NumericCheck(Check):
                 return Outcome(passed=False, findings=[c.finding], credit=c.credit,
                                feedback=[f"Your answer {show(got)} is not the expected one. {c.feedback}{worth}"])
         message = f"Your answer {show(got)} is not correct (compared with {tolerance})."
-        if p.get("show_expected"):
+        if p["show_expected"]:
             message += f" The expected answer is {show(expected)}."
         elif expected != 0 and got != 0 and math.isclose(abs(got), abs(expected), rel_tol=rtol, abs_tol=atol):
             message += " Check the sign."

@@ -8,6 +8,7 @@ builds the same model, calls the reference, and compares name by name.
 from __future__ import annotations
 
 from grader.checks import register
+from grader.checks.options import REQUIRED, Option
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, reply_failure
 from grader.models import TRANSFER_MODELS, build_transfer_model
 from grader.rubric.model import CheckSpec
@@ -32,19 +33,24 @@ def counting_every_child(model_name: str, n: int) -> dict[str, bool]:
 class ParameterFreezeCheck(Check):
     kind = "parameter_freeze"
     findings = COMMON_FINDINGS + FINDINGS
-    required_params = ("cases",)
+    options = (
+        Option("cases", {"type": "array", "minItems": 1, "items": {
+                   "type": "object", "required": ["model"], "additionalProperties": False,
+                   "properties": {"model": {"type": "string"}, "args": {"type": "array"}}}},
+               "models to freeze and the target's further arguments: [{model: tiny_resnet, args: [2]}]", REQUIRED),
+    )
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec)
-        for i, case in enumerate(spec.params.get("cases", [])):
+        for i, case in enumerate(cls.params_of(spec)["cases"] or []):
             if not isinstance(case, dict) or case.get("model") not in TRANSFER_MODELS:
                 problems.append((f"params.cases[{i}].model", f"model must be one of {', '.join(sorted(TRANSFER_MODELS))}"))
         return problems
 
     def run(self, ctx: Context) -> Outcome:
         reference = getattr(ctx.reference, self.spec.reference)
-        cases = self.spec.params["cases"]
+        cases = self.params["cases"]
         for case in cases:
             args = list(case.get("args", []))
             call = f"{self.spec.target}({case['model']}, {', '.join(map(repr, args))})"

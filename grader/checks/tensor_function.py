@@ -40,6 +40,8 @@ from grader.checks.base import (COMMON_FINDINGS, Check, Context, Outcome, case_l
                                 make_args, reply_failure, shape_str)
 from grader.checks.forms import (AcceptedForms, Candidate, candidates, credit_of, describe_reduction, reduce,
                                  validate_forms)
+from grader.checks.options import (ARG_SPECS, CASES, INDICES, NONNEG, POS_INT, REQUIRED, Option, accept_option,
+                                   array_api_option)
 from grader.sandbox.client import Reply
 
 
@@ -99,39 +101,55 @@ def _scale_hint(got: Any, expected: np.ndarray) -> str:
 @register
 class TensorFunctionCheck(Check):
     kind = "tensor_function"
-    required_params = ("args",)
     findings = COMMON_FINDINGS + ("reduction", "constant_factor")
     accepted_forms = ("reduction", "constant_factor")
     array_apis = ("torch", "numpy")
+    options = (
+        Option("args", ARG_SPECS, "the arguments: {tensor: [dims], dist, scale, dtype}, {array: [...]}, {value: v} or "
+               "{var: name}", REQUIRED),
+        Option("cases", CASES, "the case variables the args refer to, one mapping per case (may carry args, label)", []),
+        Option("grid", {"type": "object", "additionalProperties": {"type": "array", "minItems": 1}},
+               "more cases: every combination of the listed values, e.g. {t: [0, 10], eta0: [0.1]}"),
+        Option("repeats", POS_INT, "random inputs drawn per case", 1),
+        Option("rtol", NONNEG, "relative tolerance on values and gradients", 1e-5),
+        Option("atol", NONNEG, "absolute tolerance on values and gradients", 1e-6),
+        Option("grad_wrt", {"type": "array", "items": {"type": "integer", "minimum": 0}},
+               "positions of the arguments whose gradients are compared too", []),
+        Option("outputs", {"type": "array", "items": {"type": "string"}}, "names of the outputs, for feedback"),
+        Option("select", INDICES, "compare only these outputs of a returned tuple, e.g. [0]"),
+        Option("nan_hint", {"type": "string"}, "a sentence added when the output has NaN where the reference has none"),
+        accept_option(("reduction", "constant_factor")),
+        array_api_option(),
+    )
 
     @classmethod
     def validate_spec(cls, spec: Any) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec)
-        p = spec.params
-        forms = p.get("accept") or {}
-        if "numpy" in (p.get("array_api") or []) and p.get("grad_wrt"):
+        p = cls.params_of(spec)
+        forms = p["accept"] or {}
+        if "numpy" in (p["array_api"] or []) and p["grad_wrt"]:
             problems.append(("params.array_api", "a check with grad_wrt compares gradients by autograd, which NumPy "
                              "arrays do not have: accept numpy only on checks without grad_wrt"))
-        if isinstance(forms, dict) and ({"reduction", "constant_factor"} & set(forms)) and len(p.get("outputs") or []) > 1:
+        if isinstance(forms, dict) and ({"reduction", "constant_factor"} & set(forms)) and len(p["outputs"] or []) > 1:
             problems.append(("params.accept", "reduction and constant_factor apply to a function with one output; "
                              f"this check names {len(p['outputs'])} outputs"))
         return problems
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         rng = ctx.rng(self.spec)
-        rtol, atol = float(p.get("rtol", 1e-5)), float(p.get("atol", 1e-6))
-        grad_wrt = [int(i) for i in p.get("grad_wrt", [])]
-        names = p.get("outputs")
-        select = [int(i) for i in p["select"]] if "select" in p else None
+        rtol, atol = float(p["rtol"]), float(p["atol"])
+        grad_wrt = [int(i) for i in p["grad_wrt"]]
+        names = p["outputs"]
+        select = [int(i) for i in p["select"]] if p["select"] is not None else None
         reference = getattr(ctx.reference, self.spec.reference)
         forms = AcceptedForms.from_params(p)
         alive = candidates(forms)  # the forms the student's function may still have (the exact one first)
         with_forms = len(alive) > 1  # the rubric accepts more than the reference's own form
         numpy_note: str | None = None  # set once the function is graded on NumPy arrays
-        cases = list(p.get("cases", [])) + grid_cases(p.get("grid")) or [{}]
+        cases = list(p["cases"]) + grid_cases(p["grid"]) or [{}]
         for case in cases:
-            for _ in range(int(p.get("repeats", 1))):
+            for _ in range(int(p["repeats"])):
                 args = make_args(case.get("args", p["args"]), case, rng)
                 expected, _ = _reference_call(reference, args, [], None, select)
                 expected_list = expected if isinstance(expected, list) else [expected]
@@ -162,7 +180,7 @@ class TensorFunctionCheck(Check):
                 problem = self._compare_outputs(got, expected, names, where, rtol, atol)
                 if problem:
                     outcome = Outcome.fail(*problem)
-                    if p.get("nan_hint") and _has_nan(got):
+                    if p["nan_hint"] and _has_nan(got):
                         outcome.feedback.append(str(p["nan_hint"]))
                     return self._with_note(self._explain(ctx, args, got, outcome), numpy_note)
                 if grad_wrt:
@@ -265,7 +283,7 @@ class TensorFunctionCheck(Check):
     def _forms_failure(self, ctx: Context, args: list[Any], got: Any, expected: np.ndarray, alive: list[Candidate],
                        names: list[str] | None, where: str, rtol: float, atol: float) -> Outcome:
         """No accepted form fits: the plain comparison's sentence, with what the accepted forms look like."""
-        forms = AcceptedForms.from_params(self.spec.params)
+        forms = AcceptedForms.from_params(self.params)
         fitted = [c for c in alive if c.has_factor()]
         if fitted:  # a factor was read from an earlier case and this case breaks it
             c = fitted[0]
@@ -284,8 +302,8 @@ class TensorFunctionCheck(Check):
                                   for r in forms.reductions)
             sentence += f". Return one {what} per sample (shape {shape_str(expected.shape)}), or {options}"
         outcome = Outcome.fail(finding, sentence)
-        if self.spec.params.get("nan_hint") and _has_nan(got):
-            outcome.feedback.append(str(self.spec.params["nan_hint"]))
+        if self.params["nan_hint"] and _has_nan(got):
+            outcome.feedback.append(str(self.params["nan_hint"]))
         return self._explain(ctx, args, got, outcome)
 
     # --- NumPy instead of torch ------------------------------------------------------------------
@@ -344,7 +362,7 @@ class TensorFunctionCheck(Check):
         for mistake in self.spec.known_mistakes:
             if not mistake.reference:
                 continue
-            select = [int(i) for i in self.spec.params["select"]] if "select" in self.spec.params else None
+            select = [int(i) for i in self.params["select"]] if self.params["select"] is not None else None
             wrong, _ = _reference_call(getattr(ctx.reference, mistake.reference), args, [], None, select)
             if self._compare_outputs(got, wrong, None, "", 1e-5, 1e-6) is None:
                 return Outcome.from_mistake(mistake, *outcome.feedback)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from grader.checks import register
+from grader.checks.options import INIT, NAME, REQUIRED, SHAPE, Option
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, reply_failure, shape_str
 from grader.rubric.model import CheckSpec
 
@@ -32,13 +33,18 @@ def _call(target: str, init: dict[str, Any]) -> str:
 class TrainEvalModesCheck(Check):
     kind = "train_eval_modes"
     findings = COMMON_FINDINGS + FINDINGS
-    required_params = ("inits", "input")
+    options = (
+        Option("inits", {"type": "array", "items": INIT, "minItems": 1},
+               "constructor argument sets; one at least with a dropout probability above 0", REQUIRED),
+        Option("input", SHAPE, "shape of the random input, e.g. [4, 1, 28, 28]", REQUIRED),
+        Option("dropout_arg", NAME, "the constructor argument that holds the dropout probability", "dropout"),
+    )
     needs_reference = False
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec)
-        inits, arg = spec.params.get("inits"), spec.params.get("dropout_arg", "dropout")
+        inits, arg = spec.params.get("inits"), cls.params_of(spec)["dropout_arg"]
         if "inits" not in spec.params:
             return problems
         if not isinstance(inits, list) or not inits or not all(isinstance(i, dict) for i in inits):
@@ -50,7 +56,7 @@ class TrainEvalModesCheck(Check):
         return problems
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         x = ctx.rng(self.spec).standard_normal(p["input"]).astype(np.float32)
         findings: list[str] = []
         feedback: list[str] = []
@@ -64,7 +70,7 @@ class TrainEvalModesCheck(Check):
             if len(arrays) != 4 or not all(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays):
                 return Outcome.fail("wrong_type", f"{call} should return a tensor of logits for an input of shape {shape_str(x.shape)}.")
             train1, train2, eval1, eval2 = arrays
-            dropout = float(init.get(p.get("dropout_arg", "dropout"), 0.0))
+            dropout = float(init.get(p["dropout_arg"], 0.0))
             if dropout > 0 and np.array_equal(train1, train2):
                 findings.append("dropout_off_in_train")
                 feedback.append(f"{call}: two forward passes in train() mode gave identical outputs, so dropout "

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -41,9 +41,11 @@ import torch
 from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure
 from grader.checks.judged import Judged, judge_model, with_method
+from grader.checks.options import NAME, POSITIVE, Option
+from grader.checks.training_options import DATA_OPTIONS, optimiser_options
 from grader.rubric.model import CheckSpec
+from grader.training.harness import TrainSettings
 from grader.training.plan import (
-    DEFAULT_MAX_SECONDS,
     DataUnavailable,
     Split,
     call_text,
@@ -78,17 +80,20 @@ def _severity(finding: str | None) -> int:
     return SEVERITY.get(finding or "", len(SEVERITY))
 
 
-def _runs(params: dict[str, Any]) -> list[dict[str, Any]]:
-    runs = params.get("runs")
+def _runs(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    runs = params["runs"]
     if runs:
         return [dict(r) for r in runs]
-    return [{"init": params.get("init", {}), "args": params.get("args", []), "loss": params.get("loss")}]
+    return [{"init": params["init"], "args": params["args"], "loss": params["loss"]}]
 
 
-def train_settings(params: dict[str, Any], split: Split, *, device: str, budget_s: float) -> dict[str, Any]:
+def train_settings(params: Mapping[str, Any], split: Split, *, device: str, budget_s: float) -> dict[str, Any]:
     """The harness settings (plain data) for one run of this check."""
-    settings: dict[str, Any] = {k: params[k] for k in SETTING_KEYS if k in params}
-    settings.update(max_seconds=float(budget_s), seed=int(params.get("seed", 0)), device=device,
+    # Only what the rubric wrote: the declared defaults are the harness's own (TrainSettings), and the reference-run
+    # cache key (these settings) stays the same for a rubric that leaves them out.
+    given = getattr(params, "given", params.__contains__)
+    settings: dict[str, Any] = {k: params[k] for k in SETTING_KEYS if given(k)}
+    settings.update(max_seconds=float(budget_s), seed=int(params["seed"]), device=device,
                     normalize=list(split.normalize) if split.normalize else None, num_threads=num_threads())
     if "batch_size" in settings:
         settings["batch_size"] = int(settings["batch_size"])
@@ -100,25 +105,37 @@ class TrainingCheck(Check):
     kind = "training"
     uses_evaluation_labels = True  # the child must never read the test labels (engine.protected_paths)
     findings = Check.findings + FINDINGS
+    options = DATA_OPTIONS + optimiser_options(TrainSettings) + (
+        Option("weight_decay", {"type": "number", "minimum": 0}, "weight decay", TrainSettings.weight_decay),
+        Option("epochs", POSITIVE, "epochs of training (may be fractional)", TrainSettings.epochs),
+        Option("min_epochs", POSITIVE, "epochs that must fit in the budget, or too_slow (default: epochs)"),
+        Option("args", {"type": "array"}, "positional arguments the model is built with", []),
+        Option("loss", NAME, "the student's elementwise loss(z, y) for a binary task"),
+        Option("runs", {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": False,
+                                                                   "properties": {
+                   "init": {"type": "object"}, "args": {"type": "array"}, "loss": NAME, "reference_loss": NAME,
+                   "threshold": {}, "relative_to_reference": {"type": "number"}}}},
+               "models trained in turn: [{init, args, loss, reference_loss, threshold}] (default: one, from init)"),
+    )
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec) + validate_params(spec.params)
-        p = spec.params
+        p = cls.params_of(spec)
         for i, run in enumerate(_runs(p)):
             if not isinstance(run.get("init", {}), dict) or not isinstance(run.get("args", []), list):
                 problems.append((f"params.runs[{i}]", "init must be a mapping of keyword arguments and args a list"))
-            if p.get("classes") is not None and not run.get("loss"):
+            if p["classes"] is not None and not run.get("loss"):
                 problems.append((f"params.runs[{i}].loss", "a binary task (params.classes) needs the name of the "
                                                            "student's loss function, e.g. loss: logistic_loss"))
-        if p.get("classes") is None and any(r.get("loss") for r in _runs(p)):
+        if p["classes"] is None and any(r.get("loss") for r in _runs(p)):
             problems.append(("params.classes", "a student loss function is only used for a binary task: give params.classes"))
         return problems
 
     @classmethod
     def validate_with_reference(cls, spec: CheckSpec, reference: ModuleType) -> list[tuple[str, str]]:
         problems = []
-        for i, run in enumerate(_runs(spec.params)):
+        for i, run in enumerate(_runs(cls.params_of(spec))):
             name = run.get("reference_loss") or run.get("loss")
             if name and not callable(getattr(reference, name, None)):
                 problems.append((f"params.runs[{i}]", f"the reference module has no loss function {name!r} "
@@ -126,14 +143,14 @@ class TrainingCheck(Check):
         return problems
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         try:
             split = load_split(p, data_dir=ctx.data_dir)
         except DataUnavailable as exc:
             return Outcome.fail("error", f"The grader has no dataset for this check ({exc}). This is not your fault; "
                                 "please tell the course staff.")
         runs = _runs(p)
-        budget = float(p.get("max_seconds", DEFAULT_MAX_SECONDS)) / len(runs)
+        budget = float(p["max_seconds"]) / len(runs)
         self._judged: list[Judged] = []
         verdicts = [self._run_one(ctx, split, run, budget) for run in runs]
         worst = min(verdicts, key=lambda v: _severity(v.finding))
@@ -167,11 +184,11 @@ class TrainingCheck(Check):
     # one run ---------------------------------------------------------------------------------
 
     def _run_one(self, ctx: Context, split: Split, run: dict[str, Any], budget: float) -> RunOutcome:
-        p = self.spec.params
+        p = self.params
         target = self.spec.target or ""
         init, args = run.get("init") or {}, run.get("args") or []
         call = call_text(target, args, init)
-        binary = p.get("classes") is not None
+        binary = p["classes"] is not None
         loss = run.get("loss")
         what = call + (f" with {loss}" if loss else "")
         settings = train_settings(p, split, device=ctx.device, budget_s=budget)
@@ -180,7 +197,7 @@ class TrainingCheck(Check):
                    "train_images": split.train_images, "train_labels": split.train_labels,
                    "eval_images": split.eval_images, "binary": binary, "loss_target": loss,
                    "predict_seconds": predict_s}
-        epochs = float(p.get("epochs", 1.0))
+        epochs = float(p["epochs"])
         from grader.training.waiting import budget_progress
 
         description = f"{self.spec.id}: {what}, {split.dataset}"
@@ -234,7 +251,7 @@ class TrainingCheck(Check):
             return RunOutcome(False, "error", [f"Training {what} sent back a malformed report."])
         if isinstance(error, str):
             finding = "wrong_output_shape" if error.startswith(SHAPE_PHRASES) else "not_done"
-            binary = self.spec.params.get("classes") is not None
+            binary = self.params["classes"] is not None
             hint = " For two classes the model must output one score per image: shape (B,) or (B, 1)." \
                 if finding == "wrong_output_shape" and binary else ""
             return RunOutcome(False, finding, [f"Training {what} failed: {error}.{hint}"])
@@ -245,7 +262,7 @@ class TrainingCheck(Check):
                 + (f" (last finite loss {last:.4g})" if isinstance(last, (int, float)) else "")
                 + ". Look for log(0), division by zero or exp overflow in forward or the loss (use log_softmax / "
                 "logsigmoid rather than log(softmax)), and for uninitialised or huge weights."])
-        min_epochs = float(self.spec.params.get("min_epochs", epochs))
+        min_epochs = float(self.params["min_epochs"] or epochs)
         if report.get("timed_out") and epochs_done + 1e-9 < min_epochs:
             per_step = report.get("seconds", budget) / max(steps, 1)
             return RunOutcome(False, "too_slow", [
@@ -270,13 +287,13 @@ class TrainingCheck(Check):
 
     def _threshold(self, ctx: Context, split: Split, run: dict[str, Any], settings: dict[str, Any],
                    predict_s: float) -> tuple[float, str] | tuple[RunOutcome, str]:
-        p = self.spec.params
+        p = self.params
         absolute = run.get("threshold", threshold_for(p, split.dataset))
         if isinstance(absolute, dict):
             absolute = absolute[split.dataset]
         if absolute is not None and "relative_to_reference" not in run:
             return float(absolute), f" on {split.dataset}"
-        delta = float(run.get("relative_to_reference", p.get("relative_to_reference", 0.0)))
+        delta = float(run.get("relative_to_reference", p["relative_to_reference"] or 0.0))
         try:
             ref = self._reference(ctx, split, run, settings, predict_s)
         except ReferenceFailed as exc:
@@ -295,7 +312,7 @@ class TrainingCheck(Check):
         loss = getattr(ctx.reference, loss_name) if loss_name else None
         plain = dict(settings, num_threads=None)  # threads change speed, not results: not part of the key
         job = {"kind": "train", "reference": self.spec.reference, "init": init, "args": args, "loss": loss_name,
-               "settings": plain, **job_identity(split, self.spec.params)}
+               "settings": plain, **job_identity(split, self.params)}
 
         def compute() -> ReferenceRun:
             torch.manual_seed(int(settings["seed"]))
@@ -307,7 +324,7 @@ class TrainingCheck(Check):
                                  settings["max_seconds"], enabled=ctx.progress):
                 result = fit_and_predict(model, torch.from_numpy(split.train_images), torch.from_numpy(split.train_labels),
                                          torch.from_numpy(split.eval_images), settings=settings_from_plain(slack),
-                                         binary=self.spec.params.get("classes") is not None,
+                                         binary=self.params["classes"] is not None,
                                          loss=loss, loss_name=loss_name or "loss", predict_seconds=predict_s * REFERENCE_SLACK)
             rep = result.report
             if result.predictions is None or not rep.ok or rep.timed_out:

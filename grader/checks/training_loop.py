@@ -44,16 +44,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure
+from grader.checks.options import NAME, NONNEG, POS_INT, Option
+from grader.checks.training_options import DATA_OPTIONS, optimiser_options
 from grader.rubric.model import CheckSpec
+from grader.training.loops import LoopSettings
 from grader.training.plan import (
-    DEFAULT_MAX_SECONDS,
     DataUnavailable,
     Split,
     job_identity,
@@ -251,13 +253,29 @@ class TrainingLoopCheck(Check):
     kind = "training_loop"
     uses_evaluation_labels = True  # the child must never read the test labels (engine.protected_paths)
     findings = Check.findings + FINDINGS
+    options = DATA_OPTIONS + optimiser_options(LoopSettings) + (
+        Option("epochs", {"type": "integer", "minimum": 2}, "epochs the student's loops run (2 at least)",
+               LoopSettings.epochs),
+        Option("min_epochs", {"type": "integer", "minimum": 2}, "epochs that must fit in the budget, or too_slow "
+               "(default: epochs)"),
+        Option("test_batch_size", POS_INT, "batch size of the validation loader", LoopSettings.test_batch_size),
+        Option("log_interval", POS_INT, "log_interval handed to the student's train function",
+               LoopSettings.log_interval),
+        Option("val_size", POS_INT, "validation images held out of the training split for test_function", 500),
+        Option("loss_rtol", NONNEG, "relative tolerance on the recomputed test loss", 1e-3),
+        Option("train_function", NAME, "the student's training loop", "train_one_epoch"),
+        Option("test_function", NAME, "the student's evaluation loop", "test_one_epoch"),
+        Option("reference_train_function", NAME, "the reference's training loop (default: train_function)"),
+        Option("reference_test_function", NAME, "the reference's evaluation loop (default: test_function)"),
+    )
 
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec) + validate_params(spec.params)
-        if int(spec.params.get("epochs", 3)) < 2:
+        p = cls.params_of(spec)
+        if int(p["epochs"]) < 2:
             problems.append(("params.epochs", "at least 2 epochs are needed to see the loss go down"))
-        if "min_epochs" in spec.params and int(spec.params["min_epochs"]) < 2:
+        if p["min_epochs"] is not None and int(p["min_epochs"]) < 2:
             problems.append(("params.min_epochs", "at least 2 epochs are needed to see the loss go down"))
         return problems
 
@@ -265,37 +283,38 @@ class TrainingLoopCheck(Check):
     def validate_with_reference(cls, spec: CheckSpec, reference: ModuleType) -> list[tuple[str, str]]:
         return [("params", f"the reference module has no function {n!r} to compare with "
                            "(params.reference_train_function / reference_test_function name the reference's)")
-                for n in _reference_names(spec.params) if not callable(getattr(reference, n, None))]
+                for n in _reference_names(cls.params_of(spec)) if not callable(getattr(reference, n, None))]
 
     def _names(self) -> tuple[str, str]:
-        p = self.spec.params
-        return p.get("train_function", "train_one_epoch"), p.get("test_function", "test_one_epoch")
+        p = self.params
+        return p["train_function"], p["test_function"]
 
     def _settings(self, ctx: Context, budget: float) -> dict[str, Any]:
-        p = self.spec.params
-        s: dict[str, Any] = {k: p[k] for k in LOOP_KEYS if k in p}
-        s.update(seed=int(p.get("seed", 0)), device=ctx.device, max_seconds=budget)
+        p = self.params
+        # The rubric's own values; the declared defaults are LoopSettings' (the cache key of reference runs is unchanged).
+        s: dict[str, Any] = {k: p[k] for k in LOOP_KEYS if p.given(k)}
+        s.update(seed=int(p["seed"]), device=ctx.device, max_seconds=budget)
         return s
 
     def run(self, ctx: Context) -> Outcome:
-        p = self.spec.params
+        p = self.params
         try:
             split = load_split(p, data_dir=ctx.data_dir, with_validation=True)
         except DataUnavailable as exc:
             return Outcome.fail("error", f"The grader has no dataset for this check ({exc}). This is not your fault; "
                                 "please tell the course staff.")
-        budget = float(p.get("max_seconds", DEFAULT_MAX_SECONDS))
+        budget = float(p["max_seconds"])
         settings = self._settings(ctx, budget)
         train_name, test_name = self._names()
         model_call = f"{self.spec.target}()"
-        message = {"op": "train_loop", "target": self.spec.target, "init": p.get("init", {}), "settings": settings,
+        message = {"op": "train_loop", "target": self.spec.target, "init": p["init"], "settings": settings,
                    "normalize": list(split.normalize) if split.normalize else None,
                    "train_images": split.train_images, "train_labels": split.train_labels,
                    "val_images": split.val_images, "val_labels": split.val_labels, "eval_images": split.eval_images,
                    "train_function": train_name, "test_function": test_name}
         from grader.training.waiting import budget_progress
 
-        epochs = int(settings.get("epochs", 3))
+        epochs = int(p["epochs"])
         with budget_progress(f"{self.spec.id}: your loops on {model_call}, {split.dataset}", budget, enabled=ctx.progress):
             reply = ctx.request(self.spec, message, timeout=budget * 1.5 + REQUEST_MARGIN_S)
         if not reply.ok:
@@ -322,15 +341,15 @@ class TrainingLoopCheck(Check):
     # contracts ---------------------------------------------------------------------------------
 
     def _judge(self, value: dict[str, Any], split: Split, settings: dict[str, Any]) -> Verdict:
-        p = self.spec.params
+        p = self.params
         v = Verdict()
         train_name, test_name = self._names()
         epochs = value["epochs"]
-        wanted = int(settings.get("epochs", 3))
-        batch_size = int(settings.get("batch_size", 64))
-        test_batch = int(settings.get("test_batch_size", 100))
-        rtol = float(p.get("loss_rtol", 1e-3))
-        min_epochs = int(p.get("min_epochs", wanted))
+        wanted = int(p["epochs"])
+        batch_size = int(p["batch_size"])
+        test_batch = int(p["test_batch_size"])
+        rtol = float(p["loss_rtol"])
+        min_epochs = int(p["min_epochs"] or wanted)
         if value.get("timed_out") and len(epochs) < min_epochs:
             v.add("too_slow", f"Only {len(epochs)} of {wanted} epochs fit in the {settings['max_seconds']:g} s budget "
                               f"(last epoch: {epochs[-1]['seconds'] if epochs else 0:.1f} s); make the loops faster.")
@@ -445,10 +464,10 @@ class TrainingLoopCheck(Check):
             v.add("error", "The sandbox sent back predictions that are not one class index per test image.")
             return ""
         accuracy = float((preds == split.eval_labels).mean())
-        threshold = threshold_for(self.spec.params, split.dataset)
+        threshold = threshold_for(self.params, split.dataset)
         basis = f" on {split.dataset}"
         if threshold is None:
-            delta = float(self.spec.params["relative_to_reference"])
+            delta = float(self.params["relative_to_reference"])
             try:
                 ref = self._reference(ctx, split, settings)
             except Exception as exc:  # the reference loops are the course's code: say so
@@ -478,16 +497,16 @@ class TrainingLoopCheck(Check):
         from grader.training.reference_runs import ReferenceRun, reference_run
         from grader.training.waiting import budget_progress
 
-        p = self.spec.params
+        p = self.params
         train_name, test_name = _reference_names(p)
-        job = {"kind": "train_loop", "reference": self.spec.reference, "init": p.get("init", {}),
+        job = {"kind": "train_loop", "reference": self.spec.reference, "init": p["init"],
                "functions": [train_name, test_name], "settings": settings, **job_identity(split, p)}
 
         def compute() -> ReferenceRun:
             # All epochs, however busy the machine (see grader.checks.training): the clock is only a safety net.
             s = LoopSettings.from_plain(dict(settings, max_seconds=10 * float(settings["max_seconds"])))
             torch.manual_seed(s.seed)
-            model = getattr(ctx.reference, self.spec.reference or "")(**p.get("init", {}))
+            model = getattr(ctx.reference, self.spec.reference or "")(**p["init"])
             data = [torch.from_numpy(a) for a in (split.train_images, split.train_labels, split.val_images, split.val_labels)]
             with budget_progress(f"{self.spec.id}: reference loops (cached after)", s.max_seconds,
                                  enabled=ctx.progress):
@@ -503,7 +522,7 @@ class TrainingLoopCheck(Check):
         return reference_run(job, compute, reference_source=ctx.rubric.reference_path.read_text(), device=ctx.device)
 
 
-def _reference_names(params: dict[str, Any]) -> tuple[str, str]:
+def _reference_names(params: Mapping[str, Any]) -> tuple[str, str]:
     """The reference's loop functions: named like the student's unless the rubric says otherwise."""
-    return (params.get("reference_train_function", params.get("train_function", "train_one_epoch")),
-            params.get("reference_test_function", params.get("test_function", "test_one_epoch")))
+    return (params["reference_train_function"] or params["train_function"],
+            params["reference_test_function"] or params["test_function"])

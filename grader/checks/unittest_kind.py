@@ -52,6 +52,7 @@ import numpy as np
 from grader.checks import register
 from grader.checks.answer_keys import lookup_answer
 from grader.checks.base import COMMON_FINDINGS, Check, Context, Outcome, finish
+from grader.checks.options import REQUIRED, Option
 from grader.results import CheckResult
 from grader.rubric.model import CheckSpec
 
@@ -230,12 +231,12 @@ class UnittestCheck(Check):
     findings = FINDINGS
     needs_target = False
     needs_reference = False
-    required_params = ("file",)
-    #: The options this kind reads (name: (type, default, doc)); the rubric's other keys are rejected at load.
-    options: dict[str, tuple[str, Any, str]] = {
-        "file": ("str", None, "the unittest file, relative to the rubric's folder"),
-        "test_timeout_s": ("number", None, "time limit of each test (default: the check's timeout)"),
-    }
+    options = (
+        Option("file", {"type": "string", "pattern": r"\.py$"}, "the unittest file, relative to the rubric's folder",
+               REQUIRED),
+        Option("test_timeout_s", {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+               "time limit of each test in seconds (default: the check's timeout)"),
+    )
 
     def __init__(self, spec: CheckSpec) -> None:
         super().__init__(spec)
@@ -244,10 +245,6 @@ class UnittestCheck(Check):
     @classmethod
     def validate_spec(cls, spec: CheckSpec) -> list[tuple[str, str]]:
         problems = super().validate_spec(spec)
-        for key in spec.params:
-            if key not in cls.options:
-                problems.append((f"params.{key}", f"a unittest check has no option {key!r} "
-                                 f"(it has: {', '.join(cls.options)})"))
         file = spec.params.get("file")
         if file is not None:
             if not isinstance(file, str) or not file.endswith(".py"):

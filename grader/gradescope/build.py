@@ -10,6 +10,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.course import Course
 from grader.gradescope import budget, layout
 from grader.rubric.load import load_rubric
 
@@ -26,21 +27,24 @@ class BuildReport:
 
 def build_zip(assignment: str, output: Path, *, repo_root: Path = layout.REPO_ROOT,
               timeout_s: float = budget.GRADESCOPE_TIMEOUT_S,
-              memory_mb: int = budget.GRADESCOPE_MEMORY_MB) -> BuildReport:
-    """Write the autograder zip for `assignment`; raises RubricErrors for an unusable rubric."""
-    rubric_path = repo_root / "rubrics" / f"{assignment}.yaml"
+              memory_mb: int = budget.GRADESCOPE_MEMORY_MB, course: Course | None = None) -> BuildReport:
+    """Write the autograder zip for `assignment` of `course` (default: the repository's own);
+    raises RubricErrors for an unusable rubric."""
+    course = course or Course(repo_root)
+    rubric_path = course.rubrics_dir / f"{assignment}.yaml"
     if not rubric_path.is_file():
-        known = sorted(p.stem for p in (repo_root / "rubrics").glob("*.yaml"))
-        raise FileNotFoundError(f"no rubric {rubric_path} (known assignments: {', '.join(known) or 'none'})")
-    rubric = load_rubric(rubric_path)
+        raise FileNotFoundError(f"no rubric {rubric_path} (known assignments: {', '.join(course.assignments()) or 'none'})")
+    rubric = load_rubric(rubric_path, course=course)
     report = BuildReport(output=output, warnings=budget.assess(rubric, timeout_s=timeout_s, memory_mb=memory_mb).warnings)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         # Files beside the rubric that its checks read at grading time (a unittest check's test file) go beside it.
         support = layout.Entry("rubric support files", "rubrics")
-        for entry, files in [(e, layout.expand(e, repo_root)) for e in layout.entries(rubric.assignment, rubric.reference_name)] + [
-                (support, [(rubric_path.parent / rel, f"rubrics/{rel}") for rel in _support_files(rubric)])]:
+        entries = [(e, layout.expand(e, repo_root, course.root))
+                   for e in layout.entries(rubric.assignment, rubric.reference_name, course_checks=course.checks_dir.is_dir())]
+        entries.append((support, [(rubric_path.parent / rel, f"rubrics/{rel}") for rel in _support_files(rubric)]))
+        for entry, files in entries:
             for path, dest in files:
                 info = zipfile.ZipInfo(dest, date_time=FIXED_DATE)
                 info.compress_type = zipfile.ZIP_DEFLATED

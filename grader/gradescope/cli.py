@@ -14,9 +14,12 @@ EXIT_OK, EXIT_USAGE, EXIT_RUBRIC = 0, 2, 3
 def cmd_build(args: argparse.Namespace) -> int:
     from grader.gradescope.build import build_zip
 
+    from grader.course import Course
+
     output = Path(args.output or f"{args.assignment}_autograder.zip")
     try:
-        report = build_zip(args.assignment, output, timeout_s=args.timeout_s, memory_mb=args.memory_mb)
+        course = Course.from_option(args.course)
+        report = build_zip(args.assignment, output, timeout_s=args.timeout_s, memory_mb=args.memory_mb, course=course)
     except FileNotFoundError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -45,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build = cmds.add_parser("build", help="write the autograder zip for one assignment")
     build.add_argument("--assignment", required=True, help="assignment name (rubrics/NAME.yaml)")
     build.add_argument("-o", "--output", help="zip to write (default: NAME_autograder.zip)")
+    build.add_argument("--course", help="course folder with rubrics/ and reference/ (default: $GRADER_COURSE, else "
+                       "this repository's assignments)")
     build.add_argument("--timeout-s", type=float, default=budget.GRADESCOPE_TIMEOUT_S,
                        help="the autograder timeout set in Gradescope (default: its 600 s)")
     build.add_argument("--memory-mb", type=int, default=budget.GRADESCOPE_MEMORY_MB,

@@ -25,26 +25,34 @@ EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 class Entry:
     """One repository file or folder and its path inside the autograder's source/."""
 
-    source: str  # relative to the repository root
+    source: str  # relative to the repository root, or to the course folder when `course`
     dest: str  # relative to source/ (the zip's root)
     executable: bool = False
+    course: bool = False  # taken from the course folder (grader.course), not from the grader's repository
+    optional: bool = False  # left out when the course has no such file
 
     def __repr__(self) -> str:
         return f"Entry({self.source} -> {self.dest})"
 
 
-def entries(assignment: str, reference: str) -> list[Entry]:
-    """The autograder's files for one assignment (reference = the rubric's `reference:` module name)."""
-    return [
+def entries(assignment: str, reference: str, *, course_checks: bool = False) -> list[Entry]:
+    """The autograder's files for one assignment (reference = the rubric's `reference:` module name).
+
+    source/ is itself a course folder (rubrics/, reference/, and checks/ when the course has extra check
+    kinds), so `grader gradescope run` finds them as any command finds a course's."""
+    out = [
         Entry("grader/gradescope/files/setup.sh", "setup.sh", executable=True),
         Entry("grader/gradescope/files/run_autograder", "run_autograder", executable=True),
         Entry("grader", "grader"),
-        Entry(f"rubrics/{assignment}.yaml", f"rubrics/{assignment}.yaml"),
-        Entry("reference/__init__.py", "reference/__init__.py"),
-        Entry(f"reference/{reference}.py", f"reference/{reference}.py"),
+        Entry(f"rubrics/{assignment}.yaml", f"rubrics/{assignment}.yaml", course=True),
+        Entry("reference/__init__.py", "reference/__init__.py", course=True, optional=True),
+        Entry(f"reference/{reference}.py", f"reference/{reference}.py", course=True),
         Entry("requirements/common.txt", "requirements/common.txt"),
         Entry("grader/gradescope/files/torch-cpu.txt", "requirements/torch-cpu.txt"),
     ]
+    if course_checks:
+        out.append(Entry("checks", "checks", course=True))
+    return out
 
 
 def shipped(path: Path) -> bool:
@@ -52,12 +60,14 @@ def shipped(path: Path) -> bool:
     return not (EXCLUDED_PARTS & set(path.parts)) and path.suffix not in EXCLUDED_SUFFIXES
 
 
-def expand(entry: Entry, repo_root: Path = REPO_ROOT) -> list[tuple[Path, str]]:
+def expand(entry: Entry, repo_root: Path = REPO_ROOT, course_root: Path | None = None) -> list[tuple[Path, str]]:
     """(file on disk, path in the zip) for every file an entry stands for."""
-    src = repo_root / entry.source
+    src = ((course_root or repo_root) if entry.course else repo_root) / entry.source
     if src.is_file():
         return [(src, entry.dest)]
     if not src.is_dir():
+        if entry.optional:
+            return []
         raise FileNotFoundError(src)
     return [(f, f"{entry.dest}/{f.relative_to(src).as_posix()}")
             for f in sorted(src.rglob("*")) if f.is_file() and shipped(f.relative_to(src))]

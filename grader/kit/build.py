@@ -34,7 +34,8 @@ import yaml
 
 from grader.errors import UsageError
 from grader.kit.freeze import RecordingReference, Store
-from grader.rubric.load import REPO_ROOT, load_rubric
+from grader.course import REPO_ROOT
+from grader.rubric.load import load_rubric
 from grader.rubric.model import Rubric
 
 KIT_FORMAT = 1

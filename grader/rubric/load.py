@@ -7,11 +7,10 @@ known one. Mistakes here are the course's, and are worded for instructors.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
-import json
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,24 +18,30 @@ from typing import Any
 import jsonschema
 import yaml
 
+from grader.course import Course
 from grader.errors import RubricError, RubricErrors
 from grader.rubric.model import CheckSpec, KnownMistake, Question, Rubric, RubricItem
 from grader.rubric.references import ReferenceNameError, resolve_reference
+from grader.rubric.schema import message, rubric_schema, unknown_option_errors
 
 SCHEMA_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def rubric_dirs() -> list[Path]:
-    """Where `--assignment NAME` looks for NAME.yaml: $GRADER_RUBRICS, then the rubrics/ beside the package."""
+def rubric_dirs(course: Course | None = None) -> list[Path]:
+    """Where `--assignment NAME` looks for NAME.yaml: the course's rubrics/; without a course,
+    $GRADER_RUBRICS, then the default course's (grader.course)."""
+    if course is not None:
+        return [course.rubrics_dir]
     dirs = []
     if os.environ.get("GRADER_RUBRICS"):
         dirs.append(Path(os.environ["GRADER_RUBRICS"]))
-    dirs.append(REPO_ROOT / "rubrics")
+    dirs.append(Course.default().rubrics_dir)
     return dirs
 
 
-def find_rubric(assignment: str) -> Path:
+def find_rubric(assignment: str, course: Course | None = None) -> Path:
+    if course is not None:
+        return course.rubric_path(assignment)
     for d in rubric_dirs():
         for ext in (".yaml", ".yml"):
             if (d / f"{assignment}{ext}").is_file():
@@ -48,15 +53,18 @@ def find_rubric(assignment: str) -> Path:
                       suggestion=close[0] if close else None)
 
 
-def _schema() -> dict[str, Any]:
-    return json.loads(resources.files("grader").joinpath("schemas/rubric.schema.json").read_text())
-
-
 def _json_path(parts: Any) -> str:
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out or "(top level)"
+
+
+def _path_key(path: str) -> list[Any]:
+    """Sort key of a YAML path: questions[10] after questions[9]."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"[\[\].]+", path) if t]
 
 
 def suggest(name: str, options: Any) -> str | None:
@@ -65,8 +73,11 @@ def suggest(name: str, options: Any) -> str | None:
 
 
 def load_reference(path: Path, name: str) -> ModuleType:
-    """Import the instructor's reference module (trusted code) from its file."""
-    module_name = f"grader_reference_{name}"
+    """Import the instructor's reference module (trusted code) from its file.
+
+    The module's name carries a digest of its path: two courses may both have a reference called hw1."""
+    digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:10]
+    module_name = f"grader_reference_{name}__{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -82,11 +93,16 @@ def load_reference(path: Path, name: str) -> ModuleType:
     return module
 
 
-def load_rubric(path: Path, *, with_reference: bool = True) -> Rubric:
-    """Read and validate a rubric; raises RubricErrors listing every problem found."""
+def load_rubric(path: Path, *, with_reference: bool = True, course: Course | None = None) -> Rubric:
+    """Read and validate a rubric of `course` (default: the course whose rubrics/ holds it);
+    raises RubricErrors listing every problem found."""
     from grader.checks import REGISTRY  # late: checks import rubric records
 
     file = str(path)
+    try:
+        course = course or Course.for_rubric(path)  # registers the course's own check kinds first
+    except RubricError as exc:
+        raise RubricErrors([exc]) from None
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -101,9 +117,14 @@ def load_rubric(path: Path, *, with_reference: bool = True) -> Rubric:
     if version != SCHEMA_VERSION:
         raise RubricErrors([RubricError(file, "schema_version", f"this grader reads rubric schema_version {SCHEMA_VERSION}, "
                                         f"the file says {version!r}")])
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = [RubricError(file, _json_path(e.absolute_path), e.message)
-              for e in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))]
+    validator = jsonschema.Draft202012Validator(rubric_schema(REGISTRY))
+    found = [(_json_path(e.absolute_path), message(e), None) for e in validator.iter_errors(data)]
+    found += unknown_option_errors(data, REGISTRY)
+    errors, seen = [], set()
+    for where, problem, suggestion in sorted(found, key=lambda f: _path_key(f[0])):
+        if (where, problem) not in seen:  # an option typed by two clauses is reported once
+            seen.add((where, problem))
+            errors.append(RubricError(file, where, problem, suggestion))
     if errors:
         raise RubricErrors(errors)
 
@@ -125,7 +146,8 @@ def load_rubric(path: Path, *, with_reference: bool = True) -> Rubric:
     rubric = Rubric(path=Path(path), assignment=data["assignment"], title=data.get("title", data["assignment"]),
                     reference_name=data["reference"], code_files=list(sub["code"]), answer_files=list(sub.get("answers", [])),
                     load_mode=sub.get("load", "definitions"), limits=dict(data.get("limits", {})), questions=questions,
-                    total_points=float(data.get("total_points", sum(q.points for q in questions))))
+                    total_points=float(data.get("total_points", sum(q.points for q in questions))),
+                    course=course, handout=data.get("handout"))
 
     problems: list[RubricError] = []
     if with_reference:

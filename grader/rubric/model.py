@@ -70,6 +70,8 @@ class Rubric:
     questions: list[Question]
     total_points: float
     reference: ModuleType | None = None
+    course: Any = None  # grader.course.Course the rubric was loaded from
+    handout: str | None = None  # the students' handout, relative to the course folder
 
     @property
     def checks(self) -> list[CheckSpec]:
@@ -77,4 +79,8 @@ class Rubric:
 
     @property
     def reference_path(self) -> Path:
-        return self.path.resolve().parent.parent / "reference" / f"{self.reference_name}.py"
+        """The reference module's file, as the rubric's course lays it out (grader.course)."""
+        from grader.course import Course
+
+        course = self.course if self.course is not None else Course(self.path.resolve().parent.parent)
+        return course.reference_module(self.reference_name)

@@ -41,7 +41,7 @@ def resolve_reference(module: ModuleType, text: str) -> Any:
     name, key = match["name"], match["key"]
     if not hasattr(module, name):
         public = [n for n in dir(module) if not n.startswith("_")]
-        raise ReferenceNameError(f"reference module {module.__name__.removeprefix('grader_reference_')} has no {name!r}",
+        raise ReferenceNameError(f"reference module {module.__name__.removeprefix('grader_reference_').split('__')[0]} has no {name!r}",
                                  _close(name, public))
     value = getattr(module, name)
     if key is None:
