@@ -63,7 +63,6 @@ def _grade_one(job: Job) -> None:
     # The fork server was started with the environment of its time; take the caller's of now.
     os.environ.clear()
     os.environ.update(job.environ)
-    os.environ["GRADER_THREADS"] = str(job.threads)
     results_path, record_path = Path(job.results_path), Path(job.record_path)
     gradescope.write_not_finished(results_path)
     from grader.engine import grade_submission
@@ -73,7 +72,7 @@ def _grade_one(job: Job) -> None:
     try:
         run = grade_submission(Path(job.folder), rubric, seed=job.seed, device=job.device,
                                skip_training=job.skip_training, isolation=job.isolation, data_dir=job.data_dir,
-                               protect=[results_path.parent])
+                               protect=[results_path.parent], threads=job.threads)
     except Exception as exc:  # the grader's own failure: this submission only, and it says so
         run = unfinished_run(rubric, Path(job.folder), f"the grader failed with an internal error "
                                                        f"({type(exc).__name__}: {exc})")
@@ -135,7 +134,9 @@ def grade_folder(root: Path, rubric_path: Path, out: Path, *, jobs: int, seed: i
     out.mkdir(parents=True, exist_ok=True)
     jobs = max(1, jobs)
     # Each grading process runs its own sandbox child: split the cores between them.
-    threads = int(os.environ.get("GRADER_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
+    from grader.training.plan import grading_threads
+
+    threads = grading_threads(jobs)
     ctx = _context()
     runs: dict[str, GradingRun] = {}
     attempts: Counter[str] = Counter()

@@ -21,19 +21,20 @@ from grader.loading.files import find_files, intake_limits, take_in
 from grader.results import CheckResult, GradingRun
 from grader.rubric.model import CheckSpec, Rubric
 from grader.sandbox.client import Limits, LoadReport, Sandbox
+from grader.training.plan import grading_threads
 
 
 JUDGED_KINDS = ("module_structure", "connectivity", "training")
 
 
-def limits_for(rubric: Rubric) -> Limits:
+def limits_for(rubric: Rubric, threads: int | None = None) -> Limits:
     lim = rubric.limits
     defaults = Limits()
     return Limits(timeout_s=float(lim.get("timeout_s", defaults.timeout_s)), memory_mb=int(lim.get("memory_mb", defaults.memory_mb)),
                   cpu_s=int(lim.get("cpu_s", defaults.cpu_s)), max_file_mb=int(lim.get("max_file_mb", defaults.max_file_mb)),
                   max_processes=int(lim.get("max_processes", defaults.max_processes)),
                   max_reply_mb=int(lim.get("max_reply_mb", defaults.max_reply_mb)),
-                  threads=int(os.environ["GRADER_THREADS"]) if os.environ.get("GRADER_THREADS") else None)
+                  threads=threads or grading_threads())
 
 
 def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None = None) -> list[Path]:
@@ -56,7 +57,8 @@ def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None =
 def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device: str = "cpu",
                      skip_training: bool = False, isolation: str | None = None, data_dir: str | None = None,
                      protect: list[Path] | None = None, progress: bool = False,
-                     deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None) -> GradingRun:
+                     deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None,
+                     threads: int | None = None) -> GradingRun:
     started = time.perf_counter()
     # The judge (grader.judge) is forked now, while this process has run no torch operation, so that it
     # costs no second torch import; in a process that has, it is started as a fresh interpreter instead.
@@ -85,7 +87,7 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
     if files.code is not None or files.answers is not None:
         protected = protected_paths(rubric, protect or [], data_dir=data_dir)
         sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
-                          load_mode=rubric.load_mode, limits=limits_for(rubric), isolation_level=isolation,
+                          load_mode=rubric.load_mode, limits=limits_for(rubric, threads), isolation_level=isolation,
                           protected=protected, device=device, load_targets=load_targets(rubric))
         run.isolation = sandbox.level
     try:

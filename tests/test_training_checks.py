@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,7 @@ DS5220_CASES = [
     ("crippled", "3.2", "CrippledMLP", {}, False, "low_accuracy", "below the 80.0% needed"),
     ("log_of_softmax", "3.2", "LogOfSoftmax", {}, False, "diverged", "NaN or infinite"),
     ("five_outputs", "3.2", "FiveOutputs", {}, False, "wrong_output_shape", "(B, 5)"),
-    ("sleepy", "3.2", "Sleepy", {"max_seconds": 2}, False, "too_slow", "used up the 2 s budget"),
+    ("slow_conv", "3.2", "SlowConv", {}, False, "too_slow", "for the reference model, timed the same way"),
     ("raises", "3.2", "RaisesInInit", {}, False, "not_done", "I have not written this yet"),
     ("missing", "3.2", "NoSuchModel", {}, False, "not_done", "'NoSuchModel' is not defined"),
     ("loops_ok", "2.3", "GoodMLP", {}, True, None, "matched a recount in all 2 epochs"),
@@ -214,10 +215,16 @@ def test_issue13_a_judgement_the_grader_cannot_make_is_a_failure(ds5220_graded):
     assert made_up.score == 12
 
 
-def test_a_slow_model_is_stopped_by_the_budget_not_the_request_timeout(ds5220_graded):
-    sleepy = ds5220_graded["3.2#sleepy"]
-    assert sleepy.seconds < 2 + 10, sleepy.seconds  # the 2 s budget plus a first step and building, not 30 s+
-    assert "s per step" in "\n".join(sleepy.feedback)
+def test_a_slow_model_is_judged_by_its_step_cost_against_the_reference(ds5220_graded):
+    # Issue 9: too_slow compares CPU time per step with the reference's, timed in turns in the judge, and
+    # says both figures; the model is not trained for the clock to run out (a few timed steps decide).
+    slow = ds5220_graded["3.2#slow_conv"]
+    text = "\n".join(slow.feedback)
+    assert re.search(r"costs [0-9.]+ m?s of CPU time against [0-9.]+ m?s for the reference model", text), text
+    ratio = float(re.search(r": ([0-9]+)x slower, and the limit is 20x", text).group(1))
+    assert ratio > 20, text
+    assert slow.seconds < 60, slow.seconds
+    assert slow.method == "judge", slow
 
 
 # --- binary task (hw4 p5): the student's own loss, predictions by sign, a threshold relative to the reference ----

@@ -267,6 +267,14 @@ class TrainingLoopCheck(Check):
                            "(params.reference_train_function / reference_test_function name the reference's)")
                 for n in _reference_names(spec.params) if not callable(getattr(reference, n, None))]
 
+    def reference_runs(self, ctx: Context) -> list[Any]:
+        """The cached reference run this check compares with, computed now if missing (`grader.training.warm`)."""
+        p = self.spec.params
+        if "relative_to_reference" not in p:
+            return []
+        split = load_split(p, data_dir=ctx.data_dir, with_validation=True)
+        return [self._reference(ctx, split, self._settings(ctx, float(p.get("max_seconds", DEFAULT_MAX_SECONDS))))]
+
     def _names(self) -> tuple[str, str]:
         p = self.spec.params
         return p.get("train_function", "train_one_epoch"), p.get("test_function", "test_one_epoch")
@@ -282,8 +290,9 @@ class TrainingLoopCheck(Check):
         try:
             split = load_split(p, data_dir=ctx.data_dir, with_validation=True)
         except DataUnavailable as exc:
-            return Outcome.fail("error", f"The grader has no dataset for this check ({exc}). This is not your fault; "
-                                "please tell the course staff.")
+            # The course setup's problem, not the student's: no deduction, and listed for the staff.
+            return Outcome.grader_error(f"The grader has no dataset for this check ({exc}). This is not your fault; "
+                                        "the course staff will fix the setup.", review=f"no dataset: {exc}")
         budget = float(p.get("max_seconds", DEFAULT_MAX_SECONDS))
         settings = self._settings(ctx, budget)
         train_name, test_name = self._names()

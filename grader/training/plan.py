@@ -165,24 +165,21 @@ def load_split(params: dict[str, Any], *, data_dir: str | None, with_validation:
                  val_images=None if val_x is None else np.ascontiguousarray(val_x), val_labels=val_y)
 
 
-def num_threads() -> int | None:
-    """Threads for training: GRADER_THREADS if set; one on a machine already busy; else the harness's choice.
+def grading_threads(jobs: int = 1) -> int:
+    """Threads for the torch work of one grading: the one place that decides it (passed on explicitly, in the
+    sandbox's `Limits` and in every judge job, never re-read elsewhere).
 
-    On a busy machine (load average at or above the CPUs we may use), OpenMP
-    threads that spin waiting for each other cost far more than they gain:
-    measured here, 10 LeNet-5 steps took 11.8 s of CPU with 2 threads and
-    3.0 s with 1 at a load average of 12 on 2 cores. Results do not depend
-    on the thread count beyond float rounding (it is not in the reference
-    cache key).
+    GRADER_THREADS if the user set it; else the CPUs this process may use
+    (affinity and cgroup CPU quota: `default_num_threads`) shared among the
+    `jobs` submissions graded at the same time (`grader grade -j`). The
+    machine's current load does not enter: with OpenMP's passive wait policy
+    (grader/__init__.py) extra threads on a busy machine cost little, and the
+    verdicts compare CPU time, which load does not stretch.
     """
     value = os.environ.get("GRADER_THREADS")
-    if value:
+    if value and value.strip().isdigit() and int(value) > 0:
         return int(value)
-    try:
-        busy = os.getloadavg()[0] >= default_num_threads()
-    except OSError:  # no load average on this platform
-        busy = False
-    return 1 if busy else None
+    return max(1, default_num_threads() // max(1, jobs))
 
 
 def call_text(target: str, args: list[Any] | None = None, init: dict[str, Any] | None = None) -> str:
