@@ -151,7 +151,30 @@ def step_cost(job: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-JOBS = {"module_info": module_info, "connectivity": connectivity, "train": train, "step_cost": step_cost}
+def loop_epoch_cost(job: dict[str, Any]) -> dict[str, Any]:
+    """CPU seconds of one epoch of the reference's own loops (``train_one_epoch`` + ``test_one_epoch``) on the
+    check's data and settings: what the student's loops are compared with when they ran out of time."""
+    from grader.training.loops import LoopSettings, normalised_images, run_loops
+
+    ref = job["reference"]
+    settings = LoopSettings.from_plain(dict(job["settings"], epochs=1))
+    normalize = tuple(job["normalize"]) if job.get("normalize") else None
+    data = [torch.from_numpy(np.array(job[k], dtype=dtype)) for k, dtype in
+            (("train_images", np.uint8), ("train_labels", np.int64), ("val_images", np.uint8), ("val_labels", np.int64))]
+    try:  # trusted code: a failure here is the grader's, reported as such
+        module = _reference_module(str(ref["path"]), str(ref["name"]))
+        torch.manual_seed(settings.seed)
+        model = getattr(module, str(ref["factory"]))(**ref.get("init", {}))
+        run = run_loops(model, getattr(module, str(ref["train_function"])), getattr(module, str(ref["test_function"])),
+                        (normalised_images(data[0], normalize), data[1]), (normalised_images(data[2], normalize), data[3]),
+                        settings)
+    except Exception as exc:  # noqa: BLE001
+        return {"cpu_seconds": None, "problem": f"{type(exc).__name__}: {exc}"}
+    return {"cpu_seconds": run.epochs[0].cpu_seconds if run.epochs else None, "problem": None}
+
+
+JOBS = {"module_info": module_info, "connectivity": connectivity, "train": train, "step_cost": step_cost,
+        "loop_epoch_cost": loop_epoch_cost}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:

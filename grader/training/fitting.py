@@ -170,10 +170,12 @@ class StepCost:
     steps: int = 0  # steps per timed call
     batch_size: int = 0
     threads: int = 0
+    samples: dict[str, list[float]] = field(default_factory=dict)  # name -> CPU s per step of each timed call
 
     def to_plain(self) -> dict[str, Any]:
         return {"seconds": dict(self.seconds), "problems": dict(self.problems), "steps": self.steps,
-                "batch_size": self.batch_size, "threads": self.threads}
+                "batch_size": self.batch_size, "threads": self.threads,
+                "samples": {k: list(v) for k, v in self.samples.items()}}
 
 
 def step_cpu_seconds(models: dict[str, tuple[nn.Module, Callable[..., Any] | None]], train_x: Tensor,
@@ -196,9 +198,9 @@ def step_cpu_seconds(models: dict[str, tuple[nn.Module, Callable[..., Any] | Non
     calls = {}
     for name, (model, loss) in models.items():
         calls[name] = _harness_call(model, timing, binary=binary, loss=loss, loss_name=loss_name)
-    samples: dict[str, list[float]] = {name: [] for name in models}
+    samples: dict[str, list[float]] = {name: [] for name in models}  # warm-up included at index 0
     finished: set[str] = set()
-    for round_ in range(rounds + 1):  # round 0 is the warm-up, not kept
+    for round_ in range(rounds + 1):  # round 0 is the warm-up: it pays first-call costs, never a figure
         for name, (model, kwargs) in calls.items():
             if name in cost.problems or name in finished:
                 continue
@@ -208,17 +210,19 @@ def step_cpu_seconds(models: dict[str, tuple[nn.Module, Callable[..., Any] | Non
             cost.threads = report.num_threads
             if not report.ok or report.steps == 0:
                 cost.problems[name] = report.error or "the loss was not finite"
-            elif round_ > 0:
-                samples[name].append(used / report.steps)
-            elif report.timed_out:  # the warm-up alone filled the cap: its figure is the measurement
-                samples[name].append(used / report.steps)
+                continue
+            samples[name].append(used / report.steps)
+            if round_ > 0 and report.timed_out:  # a call filled the cap: one figure is enough for so slow a model
                 finished.add(name)
         if conclusive is not None and round_ > 0:
             slow, fast, ratio = conclusive
-            if samples.get(slow) and samples.get(fast) and min(samples[slow]) > ratio * min(samples[fast]) \
-                    or set(calls) <= finished | set(cost.problems):
+            timed_slow, timed_fast = samples.get(slow, [])[1:], samples.get(fast, [])[1:]
+            if timed_slow and timed_fast and min(timed_slow) > ratio * min(timed_fast):
                 break
+        if set(calls) <= finished | set(cost.problems):
+            break
+    cost.samples = samples
     for name, values in samples.items():
-        if values and name not in cost.problems:
-            cost.seconds[name] = float(min(values))
+        if len(values) > 1 and name not in cost.problems:
+            cost.seconds[name] = float(min(values[1:]))
     return cost

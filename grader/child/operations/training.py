@@ -148,7 +148,8 @@ def train_loop(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
     epochs = []
     for e in run.epochs:
         epochs.append({
-            "epoch": e.epoch, "seconds": e.seconds,
+            # cpu_seconds is the child's own figure: only ever used against the student (grader.checks.training_loop).
+            "epoch": e.epoch, "seconds": e.seconds, "cpu_seconds": e.cpu_seconds,
             "train_returned": _plain_or_note(e.train_returned), "train_calls": _log(e.train_calls),
             "train_fetched": np.asarray(e.train_fetched, dtype=np.int64),
             "test_returned": _plain_or_note(e.test_returned), "test_calls": _log(e.test_calls),
