@@ -79,6 +79,8 @@ DS5220_CASES = [
      "the reference loops and model reach"),
     ("crippled_relative", "3.2", "CrippledMLP", {"threshold": None, "relative_to_reference": 0.05}, False,
      "low_accuracy", "the reference model reaches"),
+    # issue 9: loops of ordinary speed cut short by the safety stop are undecided (no finding), not too_slow
+    ("loops_stopped", "2.3", "GoodMLP", {"max_seconds": 0.01}, False, None, "The grader ran out of time, not your loops"),
 ]
 DS5220_DEFAULT_FUNCTIONS = {"train_function": "train_ok", "test_function": "test_ok",
                             "reference_train_function": "train_one_epoch", "reference_test_function": "test_one_epoch"}
@@ -225,6 +227,13 @@ def test_a_slow_model_is_judged_by_its_step_cost_against_the_reference(ds5220_gr
     assert ratio > 20, text
     assert slow.seconds < 60, slow.seconds
     assert slow.method == "judge", slow
+
+
+def test_loops_cut_short_by_the_safety_stop_are_undecided_with_both_figures(ds5220_graded):
+    stopped = ds5220_graded["2.3#loops_stopped"]
+    text = "\n".join(stopped.feedback)
+    assert stopped.status == "undecided" and stopped.review and not stopped.items, (stopped.status, text)
+    assert re.search(r"costs [0-9.e-]+ s of CPU time against [0-9.e-]+ s for the reference loops, within the 20x", text), text
 
 
 # --- binary task (hw4 p5): the student's own loss, predictions by sign, a threshold relative to the reference ----
@@ -399,10 +408,10 @@ def test_rubric_problems_of_training_params_are_reported():
 
     spec = CheckSpec(id="x", kind="training", question="x", title="x", points=1, target="M", reference="M",
                      params={"dataset": ["mnist", "kmnist"], "threshold": {"mnist": 0.9}, "relative_to_reference": 0.1,
-                             "optimizer": "rmsprop", "runs": [{"loss": "l"}]})
+                             "optimizer": "rmsprop", "runs": [{"loss": "l"}], "max_slowdown": 0.5})
     text = "\n".join(f"{p}: {m}" for p, m in TrainingCheck.validate_spec(spec))
     for phrase in ("unknown dataset 'kmnist'", "exactly one of params.threshold", "no threshold for dataset(s) kmnist",
-                   "unknown optimizer 'rmsprop'", "only used for a binary task"):
+                   "unknown optimizer 'rmsprop'", "only used for a binary task", "params.max_slowdown: must be a number >= 1"):
         assert phrase in text, text
 
 

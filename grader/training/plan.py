@@ -82,6 +82,10 @@ def validate_params(params: dict[str, Any]) -> list[tuple[str, str]]:
         v = params.get(key)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
             problems.append((f"params.{key}", f"must be a positive number, got {v!r}"))
+    slowdown = params.get("max_slowdown", 20)
+    if not isinstance(slowdown, (int, float)) or isinstance(slowdown, bool) or slowdown < 1:
+        problems.append(("params.max_slowdown", "must be a number >= 1: how many times the reference's CPU time per "
+                                                f"step (or epoch) the student's may cost; got {slowdown!r}"))
     seconds = params.get("max_seconds", DEFAULT_MAX_SECONDS)
     if not isinstance(seconds, (int, float)) or seconds <= 0:
         problems.append(("params.max_seconds", f"must be a positive number of seconds, got {seconds!r}"))
