@@ -219,13 +219,13 @@ def test_issue13_a_judgement_the_grader_cannot_make_is_a_failure(ds5220_graded):
 
 def test_a_slow_model_is_judged_by_its_step_cost_against_the_reference(ds5220_graded):
     # Issue 9: too_slow compares CPU time per step with the reference's, timed in turns in the judge, and
-    # says both figures; the model is not trained for the clock to run out (a few timed steps decide).
+    # says both figures.
     slow = ds5220_graded["3.2#slow_conv"]
     text = "\n".join(slow.feedback)
     assert re.search(r"costs [0-9.]+ m?s of CPU time against [0-9.]+ m?s for the reference model", text), text
     ratio = float(re.search(r": ([0-9]+)x slower, and the limit is 20x", text).group(1))
     assert ratio > 20, text
-    assert slow.seconds < 60, slow.seconds
+    assert "accuracy" not in text, text  # decided by the timed steps: the model was not trained for the clock to run out
     assert slow.method == "judge", slow
 
 

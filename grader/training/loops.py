@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from grader.training.harness import seed_everything
+from grader.training.harness import OPTIMIZERS, _as_images, _make_optimizer, _pixel_affine, seed_everything
 
 # Captured at import (before any student code runs in the child).
 _object_setattr = object.__setattr__
@@ -201,12 +201,10 @@ class LoopSettings:
 
 
 def make_optimizer(model: nn.Module, s: LoopSettings) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
-    if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.lr)
-    raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adam or sgd")
+    """The harness's optimizer factory (one for the grader's training and the student's loops)."""
+    if s.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {s.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return _make_optimizer([p for p in model.parameters() if p.requires_grad], s.optimizer, s.lr, s.momentum, 0.0)
 
 
 def run_loops(model: nn.Module, train_one_epoch: Callable[..., Any], test_one_epoch: Callable[..., Any],
@@ -267,13 +265,9 @@ class Reshaped(nn.Module):
 
 
 def normalised_images(x_uint8: Tensor, normalize: tuple[float, float] | None) -> Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), computed exactly as the harness does for prediction."""
-    if normalize is None:
-        scale, shift = 1.0 / 255.0, 0.0
-    else:
-        mean, std = normalize
-        scale, shift = 1.0 / (255.0 * std), mean / std
-    x = (x_uint8.unsqueeze(1) if x_uint8.ndim == 3 else x_uint8).to(torch.float32)  # (N, 1, 28, 28)
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), with the harness's own preprocessing (as for prediction)."""
+    scale, shift = _pixel_affine(normalize)
+    x = _as_images(x_uint8).to(torch.float32)  # (N, 1, 28, 28): a new tensor, the uint8 images stay as they are
     x.mul_(scale)
     if shift:
         x.sub_(shift)
