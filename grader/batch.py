@@ -86,7 +86,6 @@ def _grade_one(job: Job) -> None:
     # The fork server was started with the environment of its time; take the caller's of now.
     os.environ.clear()
     os.environ.update(job.environ)
-    os.environ["GRADER_THREADS"] = str(job.threads)
     results_path, record_path = Path(job.results_path), Path(job.record_path)
     gradescope.write_not_finished(results_path)
     from grader.engine import grade_submission, prestart
@@ -94,7 +93,7 @@ def _grade_one(job: Job) -> None:
 
     # The sandbox child starts importing torch while this process loads the rubric and its reference.
     early = prestart(Path(job.folder), Path(job.rubric_path), device=job.device, isolation=job.isolation,
-                     data_dir=job.data_dir, protect=[results_path.parent])
+                     data_dir=job.data_dir, protect=[results_path.parent], threads=job.threads)
     try:
         rubric = load_rubric(Path(job.rubric_path))
     except BaseException:
@@ -104,7 +103,7 @@ def _grade_one(job: Job) -> None:
     try:
         run = grade_submission(Path(job.folder), rubric, seed=job.seed, device=job.device,
                                skip_training=job.skip_training, isolation=job.isolation, data_dir=job.data_dir,
-                               protect=[results_path.parent], early=early)
+                               protect=[results_path.parent], early=early, threads=job.threads)
     except Exception as exc:  # the grader's own failure: this submission only, and it says so
         run = unfinished_run(rubric, Path(job.folder), f"the grader failed with an internal error "
                                                        f"({type(exc).__name__}: {exc})")
@@ -370,7 +369,9 @@ def _grade_locally(folders: list[Path], rubric_path: Path, out: Path, options: O
     """The local pool: one forked process per submission, `jobs` at a time; a dead one is tried once more."""
     jobs = max(1, jobs)
     # Each grading process runs its own sandbox child: split the cores between them.
-    threads = int(os.environ.get("GRADER_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
+    from grader.cores import grading_threads
+
+    threads = grading_threads(jobs)
     ctx = _context()
     attempts: Counter[str] = Counter()
     pending = deque(folders)

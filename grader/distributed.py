@@ -47,8 +47,6 @@ def grade_task(task: dict[str, Any]) -> str:
     from grader.engine import grade_submission
     from grader.rubric.load import find_rubric, load_rubric
 
-    if task.get("threads"):
-        os.environ["GRADER_THREADS"] = str(task["threads"])
     rubric_path = Path(task["rubric_path"])
     if not rubric_path.is_file():  # another machine: its own copy of the course
         rubric_path = find_rubric(task["assignment"])
@@ -71,7 +69,7 @@ def grade_task(task: dict[str, Any]) -> str:
         run = grade_submission(folder, rubric, seed=options.seed, device=options.device,
                                skip_training=options.skip_training, isolation=options.isolation,
                                data_dir=options.data_dir, protect=[],
-                               refused_before=task["refused"])
+                               refused_before=task["refused"], threads=task.get("threads") or None)
     except Exception as exc:  # the grader's own failure: this submission only, and it says so
         run = unfinished_run(rubric, Path(task["submission"]), f"the grader failed with an internal error on a Dask "
                              f"worker ({type(exc).__name__}: {exc})", time.perf_counter() - started)

@@ -28,6 +28,7 @@ from grader.loading.files import Intake, SubmissionFiles, find_files, intake_lim
 from grader.results import CheckResult, GradingRun
 from grader.rubric.model import CheckSpec, Rubric
 from grader.sandbox.client import Limits, LoadReport, Sandbox
+from grader.cores import grading_threads
 
 # grader.checks and grader.judge import torch: they are imported inside the functions that need them, so
 # that `prestart` runs in a process that has not imported torch yet.
@@ -35,17 +36,17 @@ from grader.sandbox.client import Limits, LoadReport, Sandbox
 JUDGED_KINDS = ("module_structure", "connectivity", "training")
 
 
-def limits_for(rubric: Rubric) -> Limits:
-    return _limits_from(rubric.limits)
+def limits_for(rubric: Rubric, threads: int | None = None) -> Limits:
+    return _limits_from(rubric.limits, threads)
 
 
-def _limits_from(lim: Mapping[str, Any]) -> Limits:
+def _limits_from(lim: Mapping[str, Any], threads: int | None = None) -> Limits:
     defaults = Limits()
     return Limits(timeout_s=float(lim.get("timeout_s", defaults.timeout_s)), memory_mb=int(lim.get("memory_mb", defaults.memory_mb)),
                   cpu_s=int(lim.get("cpu_s", defaults.cpu_s)), max_file_mb=int(lim.get("max_file_mb", defaults.max_file_mb)),
                   max_processes=int(lim.get("max_processes", defaults.max_processes)),
                   max_reply_mb=int(lim.get("max_reply_mb", defaults.max_reply_mb)),
-                  threads=int(os.environ["GRADER_THREADS"]) if os.environ.get("GRADER_THREADS") else None)
+                  threads=threads or grading_threads())
 
 
 def protected_paths(rubric: Rubric, extra: list[Path], *, data_dir: str | None = None) -> list[Path]:
@@ -91,7 +92,8 @@ class Prestart:
 
 
 def prestart(submission_dir: Path, rubric_path: Path, *, device: str = "cpu", isolation: str | None = None,
-             data_dir: str | None = None, protect: list[Path] | None = None) -> Prestart | None:
+             data_dir: str | None = None, protect: list[Path] | None = None,
+             threads: int | None = None) -> Prestart | None:
     """Take the submission in and spawn its sandbox child before the caller imports torch.
 
     Only the rubric's YAML is read (no schema, no reference, no check classes): a rubric that cannot be
@@ -108,7 +110,7 @@ def prestart(submission_dir: Path, rubric_path: Path, *, device: str = "cpu", is
         load_mode = str(sub.get("load", "definitions"))
         kinds = {c["kind"] for q in data["questions"] for c in q["checks"]}
         reference_dir = Path(rubric_path).resolve().parent.parent / "reference"
-        sandbox_limits = _limits_from(limits)
+        sandbox_limits = _limits_from(limits, threads)
         ilimits = intake_limits(limits)
     except Exception:  # noqa: BLE001 - whatever is wrong, the full load says it properly
         return None
@@ -171,7 +173,8 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
                      skip_training: bool = False, isolation: str | None = None, data_dir: str | None = None,
                      protect: list[Path] | None = None, progress: bool = False,
                      deadline: float | None = None, on_result: Callable[[CheckResult], None] | None = None,
-                     refused_before: Mapping[str, str] | None = None, early: Prestart | None = None) -> GradingRun:
+                     refused_before: Mapping[str, str] | None = None, early: Prestart | None = None,
+                     threads: int | None = None) -> GradingRun:
     """Grade `submission_dir` against `rubric`; never raises for anything the submission does.
 
     `refused_before` holds files refused by an intake done elsewhere (a batch on a Dask cluster takes the
@@ -221,7 +224,7 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
     try:
         if files.code is not None or files.answers is not None:
             protected = protected_paths(rubric, protect or [], data_dir=data_dir)
-            limits = limits_for(rubric)
+            limits = limits_for(rubric, threads)
             if early is not None and early.sandbox is not None and _sandbox_fits(
                     early.sandbox, limits=limits, protected=protected, device=device, isolation=isolation):
                 sandbox = early.sandbox  # its load request (below) is what first runs student code

@@ -237,6 +237,9 @@ exit 0
     useradd = next(c for c in calls if c.startswith("useradd"))
     assert useradd.endswith("grader-student") and "--no-create-home" in useradd and "nologin" in useradd
     assert any("-m grader.gradescope.datasets" in c and str(root / "source" / "data") in c for c in calls)
+    # issue 9: the reference-run cache is filled at image build, after the datasets, from the same data folder
+    warm = [i for i, c in enumerate(calls) if "-m grader.training.warm --data-dir " + str(root / "source" / "data") in c]
+    assert warm and warm[0] > next(i for i, c in enumerate(calls) if "-m grader.gradescope.datasets" in c), calls
     src = root / "source"
     for secret in ("reference", "rubrics", "data"):
         assert stat.S_IMODE((src / secret).stat().st_mode) == 0o700, secret

@@ -10,9 +10,19 @@ for the data ones):
   ``seed``, ``normalize`` (``dataset`` | [mean, std] | null), ``classes``
   (two classes, or one pair per dataset: a binary task with labels -1/+1);
 - ``optimizer`` (adam | sgd), ``lr``, ``momentum``, ``weight_decay``,
-  ``batch_size``, ``epochs``, ``max_seconds`` (the budget of the whole
-  check, shared by its runs), ``min_epochs`` (default: ``epochs``; a run
-  stopped by the budget before that is ``too_slow``);
+  ``batch_size``, ``epochs``, ``min_epochs`` (default: ``epochs``);
+- ``max_seconds``: not a budget but the floor of a wall-clock safety stop
+  (shared by the runs). Training always runs its epochs; the stop is
+  ``max(max_seconds / runs, SAFETY_FACTOR x the measured CPU cost of the
+  student's step x the steps)``. A run that still hits it stopped because
+  of the machine, not the model: the check is *undecided* (0 for now,
+  listed for review), never ``too_slow``;
+- ``max_slowdown`` (default 20): ``too_slow`` only when a training step of
+  the student's model costs more than this many times a step of the
+  reference model, both timed in CPU time, in turns, in one process (the
+  judge; for a model that cannot be exported, the student's step is timed
+  in the sandbox and the reference's in the judge). The feedback gives both
+  figures. Without a reference model there is no ``too_slow``;
 - ``threshold`` (one accuracy or one per dataset) or
   ``relative_to_reference: delta`` (the reference model, trained the same
   way here in the parent and cached, minus delta);
@@ -28,9 +38,13 @@ item for a mild one never hides a worse one): ``not_done`` (no model, it
 cannot be built or trained), ``wrong_output_shape``, ``diverged`` (NaN or
 infinite loss), ``too_slow`` (budget used up before ``min_epochs``, or
 predicting too slow), ``low_accuracy``.
+A run that reached no verdict for the grader's reasons (safety stop, no
+dataset, the reference failing) makes the check undecided or a grader
+error, never a deduction.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Mapping
@@ -43,15 +57,16 @@ from grader.checks.base import Check, Context, Outcome, reply_failure
 from grader.checks.judged import Judged, judge_model, with_method
 from grader.checks.options import NAME, POSITIVE, Option
 from grader.checks.training_options import DATA_OPTIONS, optimiser_options
+from grader.judge.server import get_judge
 from grader.rubric.model import CheckSpec
-from grader.training.harness import TrainSettings
+from grader.training.fitting import TIMED_STEPS
+from grader.training.harness import DEFAULT_BATCH_SIZE, TrainSettings
 from grader.training.plan import (
     DataUnavailable,
     Split,
     call_text,
     job_identity,
     load_split,
-    num_threads,
     threshold_for,
     validate_params,
 )
@@ -64,6 +79,13 @@ REQUEST_MARGIN_S = 30.0
 SHAPE_PHRASES = ("model output has", "model returned a")
 REFERENCE_SLACK = 10  # the reference's time limit, in multiples of the student's budget
 SETTING_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs")
+# The safety stop, in multiples of the CPU time the student's whole run needs at its measured step cost: CPU
+# seconds become wall seconds on a busy machine: 13x more wall than CPU time was measured for a LeNet step with
+# -j 2 on two cores shared with other test suites (load average 17).
+SAFETY_FACTOR = 40.0
+STEP_COST_TIMEOUT_S = 120.0  # warm-up and rounds of both models (a very slow one is cut off after one call)
+UNDECIDED = "undecided"
+GRADER_ERROR = "grader_error"
 
 
 @dataclass
@@ -74,6 +96,26 @@ class RunOutcome:
     finding: str | None
     lines: list[str]
     accuracy: float | None = None
+    review: str | None = None  # for an undecided run: why an instructor should look
+
+
+@dataclass
+class StepFigures:
+    """CPU seconds per training step of the student's and the reference's model, and where each was timed."""
+
+    student: float
+    reference: float
+    where: str  # "judge" (both in the judge, in turns) | "sandbox" (the student's in the sandbox)
+    batch_size: int
+    threads: int
+
+    @property
+    def ratio(self) -> float:
+        return self.student / self.reference
+
+
+def _figure(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
 def _severity(finding: str | None) -> int:
@@ -87,14 +129,15 @@ def _runs(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"init": params["init"], "args": params["args"], "loss": params["loss"]}]
 
 
-def train_settings(params: Mapping[str, Any], split: Split, *, device: str, budget_s: float) -> dict[str, Any]:
-    """The harness settings (plain data) for one run of this check."""
+def train_settings(params: Mapping[str, Any], split: Split, *, device: str, budget_s: float,
+                   threads: int | None = None) -> dict[str, Any]:
+    """The harness settings (plain data) for one run of this check; `threads` as the sandbox's limits say."""
     # Only what the rubric wrote: the declared defaults are the harness's own (TrainSettings), and the reference-run
     # cache key (these settings) stays the same for a rubric that leaves them out.
     given = getattr(params, "given", params.__contains__)
     settings: dict[str, Any] = {k: params[k] for k in SETTING_KEYS if given(k)}
     settings.update(max_seconds=float(budget_s), seed=int(params["seed"]), device=device,
-                    normalize=list(split.normalize) if split.normalize else None, num_threads=num_threads())
+                    normalize=list(split.normalize) if split.normalize else None, num_threads=threads)
     if "batch_size" in settings:
         settings["batch_size"] = int(settings["batch_size"])
     return settings
@@ -147,8 +190,8 @@ class TrainingCheck(Check):
         try:
             split = load_split(p, data_dir=ctx.data_dir)
         except DataUnavailable as exc:
-            return Outcome.fail("error", f"The grader has no dataset for this check ({exc}). This is not your fault; "
-                                "please tell the course staff.")
+            return Outcome.grader_error(f"The grader has no dataset for this check ({exc}). This is not your fault; "
+                                        "the course staff will fix the setup.", review=f"no dataset: {exc}")
         runs = _runs(p)
         budget = float(p["max_seconds"]) / len(runs)
         self._judged: list[Judged] = []
@@ -157,7 +200,27 @@ class TrainingCheck(Check):
         lines = [line for v in sorted(verdicts, key=lambda v: _severity(v.finding)) for line in v.lines]
         if all(v.passed for v in verdicts):
             return self._method(Outcome(passed=True, feedback=lines))
+        if worst.finding in (UNDECIDED, GRADER_ERROR):
+            # No run failed because of the student's work; some reached no verdict for the grader's reasons.
+            make = Outcome.undecided if any(v.finding == UNDECIDED for v in verdicts) else Outcome.grader_error
+            return self._method(make(*lines, review="; ".join(v.review or v.finding or "" for v in verdicts
+                                                              if v.finding in (UNDECIDED, GRADER_ERROR))))
         return self._method(Outcome(passed=False, feedback=lines, findings=[worst.finding or "error"]))
+
+    def reference_runs(self, ctx: Context) -> list[Any]:
+        """Compute (or read) every cached reference run this check compares with, as `run` would: the
+        reference-run warm-up at image build (`grader.training.warm`) calls it so no submission pays for it."""
+        p = self.params
+        split = load_split(p, data_dir=ctx.data_dir)
+        runs = _runs(p)
+        budget = float(p["max_seconds"]) / len(runs)
+        found = []
+        for run in runs:
+            if run.get("threshold", threshold_for(p, split.dataset)) is not None and "relative_to_reference" not in run:
+                continue
+            settings = train_settings(p, split, device=ctx.device, budget_s=budget)
+            found.append(self._reference(ctx, split, run, settings, max(10.0, 0.25 * budget)))
+        return found
 
     def _method(self, outcome: Outcome) -> Outcome:
         """Say whether the models were trained by the judge on their exported graphs or in the sandbox."""
@@ -191,23 +254,41 @@ class TrainingCheck(Check):
         binary = p["classes"] is not None
         loss = run.get("loss")
         what = call + (f" with {loss}" if loss else "")
-        settings = train_settings(p, split, device=ctx.device, budget_s=budget)
-        predict_s = max(10.0, 0.25 * budget)
-        message = {"op": "train", "target": target, "init": init, "args": args, "settings": settings,
+        threads = ctx.sandbox.limits.threads if ctx.sandbox is not None else None
+        settings = train_settings(p, split, device=ctx.device, budget_s=budget, threads=threads)
+        epochs = float(p["epochs"])
+        figures = self._step_figures(ctx, split, run, settings)
+        if isinstance(figures, RunOutcome):
+            return figures
+        limit = float(p["max_slowdown"])
+        if figures is not None and figures.ratio > limit:
+            return RunOutcome(False, "too_slow", [
+                f"A training step of {what} (a batch of {figures.batch_size} images) costs "
+                f"{_ms(figures.student)} of CPU time against {_ms(figures.reference)} for the reference model, "
+                f"timed the same way {_where(figures)}: {figures.ratio:.0f}x slower, and the limit is {limit:g}x. "
+                "Make forward faster (vectorise: no Python loops over pixels, samples or channels; no repeated "
+                "work)."])
+        # The run trains all its epochs; the clock is only a safety stop, generous against the measured step.
+        steps = max(1, int(len(split.train_labels)) // int(settings.get("batch_size", DEFAULT_BATCH_SIZE)))
+        safety = budget
+        if figures is not None:
+            safety = max(budget, SAFETY_FACTOR * figures.student * math.ceil(epochs * steps))
+        predict_s = max(10.0, 0.25 * safety)
+        message = {"op": "train", "target": target, "init": init, "args": args,
+                   "settings": dict(settings, max_seconds=safety),
                    "train_images": split.train_images, "train_labels": split.train_labels,
                    "eval_images": split.eval_images, "binary": binary, "loss_target": loss,
                    "predict_seconds": predict_s}
-        epochs = float(p["epochs"])
         from grader.training.waiting import budget_progress
 
         description = f"{self.spec.id}: {what}, {split.dataset}"
-        with budget_progress(description, budget, enabled=ctx.progress):
-            reply = self._train(ctx, split, run, message, budget + predict_s + REQUEST_MARGIN_S)
+        with budget_progress(description, safety, enabled=ctx.progress):
+            reply = self._train(ctx, split, run, message, safety + predict_s + REQUEST_MARGIN_S)
         if isinstance(reply, RunOutcome):
             return reply
         if not reply.ok:
-            return self._reply_problem(reply, what, budget)
-        verdict = self._read_reply(reply.value, what, split, budget, epochs)
+            return self._reply_problem(reply, what, safety, figures)
+        verdict = self._read_reply(reply.value, what, split, safety, epochs, figures)
         if isinstance(verdict, RunOutcome):
             return verdict
         accuracy, report = verdict
@@ -229,18 +310,16 @@ class TrainingCheck(Check):
             f"that holds learning back (detached tensors, frozen or re-created layers, inputs scaled again although "
             f"the images arrive {arrive})."], accuracy)
 
-    def _reply_problem(self, reply: Any, what: str, budget: float) -> RunOutcome:
+    def _reply_problem(self, reply: Any, what: str, safety: float, figures: StepFigures | None) -> RunOutcome:
         if reply.kind == "timeout":
-            return RunOutcome(False, "too_slow", [
-                f"Training {what} {reply.message}: the training budget is {budget:g} s. A step of your model takes "
-                "far too long; make forward faster (no Python loops over pixels or samples)."])
+            return _stopped(f"Training {what} {reply.message} (the grader's safety stop is {safety:.0f} s)", figures)
         if reply.kind in ("student", "not_plain", "not_loaded"):
             return RunOutcome(False, "not_done", [f"{what} could not be trained: {reply.describe()}"])
         failed = reply_failure(reply, f"Training {what}")
         return RunOutcome(False, failed.findings[0], failed.feedback)
 
-    def _read_reply(self, value: Any, what: str, split: Split, budget: float,
-                    epochs: float) -> tuple[float, dict[str, Any]] | RunOutcome:
+    def _read_reply(self, value: Any, what: str, split: Split, safety: float, epochs: float,
+                    figures: StepFigures | None) -> tuple[float, dict[str, Any]] | RunOutcome:
         """(accuracy, report) from the child's reply, or the verdict on what went wrong."""
         if not isinstance(value, dict) or not isinstance(value.get("report"), dict):
             return RunOutcome(False, "error", [f"Training {what} sent back a malformed reply."])
@@ -264,15 +343,11 @@ class TrainingCheck(Check):
                 "logsigmoid rather than log(softmax)), and for uninitialised or huge weights."])
         min_epochs = float(self.params["min_epochs"] or epochs)
         if report.get("timed_out") and epochs_done + 1e-9 < min_epochs:
-            per_step = report.get("seconds", budget) / max(steps, 1)
-            return RunOutcome(False, "too_slow", [
-                f"Training {what} used up the {budget:g} s budget after {epochs_done:.2g} of {epochs:g} epoch(s) "
-                f"({steps} step(s), {per_step:.2f} s per step); at least {min_epochs:g} epoch(s) are needed. "
-                "Make forward faster (vectorise: no Python loops over pixels, samples or channels)."])
+            return _stopped(f"Training {what} reached the grader's {safety:.0f} s safety stop after {epochs_done:.2g} "
+                            f"of {epochs:g} epoch(s) ({steps} step(s))", figures)
         if value.get("predict_timed_out"):
-            return RunOutcome(False, "too_slow", [
-                f"{what} trained, but predicting {len(split.eval_labels):,} images took longer than "
-                f"{value.get('predict_seconds', 0):.0f} s. Make forward faster."])
+            return _stopped(f"{what} trained, but predicting {len(split.eval_labels):,} images took longer than "
+                            f"{value.get('predict_seconds', 0):.0f} s", figures)
         if isinstance(value.get("problem"), str):
             problem = value["problem"]
             finding = "wrong_output_shape" if problem.startswith(SHAPE_PHRASES) else "not_done"
@@ -282,6 +357,73 @@ class TrainingCheck(Check):
         if not isinstance(preds, np.ndarray) or preds.dtype.kind not in "iu" or preds.shape != (m,):
             return RunOutcome(False, "error", [f"Training {what} sent back predictions that are not {m} class indices."])
         return float((preds == split.eval_labels).mean()), report
+
+    # the cost of a step ------------------------------------------------------------------------
+
+    def _step_figures(self, ctx: Context, split: Split, run: dict[str, Any],
+                      settings: dict[str, Any]) -> StepFigures | RunOutcome | None:
+        """CPU seconds per step of the student's and the reference's model, timed in turns in the judge.
+
+        None when there is nothing to compare with (no reference model, no
+        sandbox, a model whose training fails at once: the run itself reports
+        that); then no run can be ``too_slow``.
+        """
+        p = self.params
+        if not self.spec.reference or ctx.sandbox is None or not callable(getattr(ctx.reference, self.spec.reference, None)):
+            return None
+        init, args = run.get("init") or {}, run.get("args") or []
+        binary = p["classes"] is not None
+        batch = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
+        n = min(len(split.train_labels), batch * TIMED_STEPS)
+        images, labels = split.train_images[:n], split.train_labels[:n]
+        ref_loss = run.get("reference_loss") or run.get("loss")
+        reference = {"path": str(ctx.rubric.reference_path), "name": ctx.rubric.reference_name,
+                     "factory": self.spec.reference, "init": init, "args": args, "loss": ref_loss if binary else None}
+        slowdown = float(p["max_slowdown"])
+        job = {"job": "step_cost", "settings": settings, "train_images": images, "train_labels": labels,
+               "binary": binary, "loss_name": run.get("loss") or "loss", "reference": reference,
+               "max_slowdown": slowdown}
+        shape = list(split.train_images.shape[1:])
+        example = [4, 1, *shape] if len(shape) == 2 else [4, *shape]
+        judged = judge_model(ctx, self.spec, job, target=self.spec.target or "", init=init, args=args,
+                             seed=int(settings["seed"]), input_shape=example,
+                             loss=run.get("loss") if binary else None, timeout=STEP_COST_TIMEOUT_S)
+        if judged.method == "refused":
+            return None  # the training request that follows is refused the same way and says why
+        self._judged.append(judged)  # where the figures come from: a too_slow verdict says so
+        if judged.method == "judge":
+            if judged.reply is None or not judged.reply.ok or not isinstance(judged.reply.value, dict):
+                return None  # the model fails to train at all: the training run reports how
+            return self._figures(judged.reply.value, judged.reply.value, "judge")
+        # Not exportable: the student's step in the sandbox (see the child's step_cost for why a faked
+        # figure gains nothing), the reference's in the judge, with the same settings and threads.
+        student = ctx.request(self.spec, {"op": "step_cost", "target": self.spec.target, "init": init, "args": args,
+                                          "settings": settings, "train_images": images, "train_labels": labels,
+                                          "binary": binary, "loss_target": run.get("loss")},
+                              timeout=STEP_COST_TIMEOUT_S)
+        if not student.ok or not isinstance(student.value, dict):
+            return None
+        ref = get_judge().request({**{k: v for k, v in job.items() if k != "max_slowdown"},
+                                   "threads": settings.get("num_threads"), "memory_mb": ctx.sandbox.limits.memory_mb},
+                                  timeout=STEP_COST_TIMEOUT_S)
+        if not ref.ok or not isinstance(ref.value, dict):
+            return None
+        return self._figures(student.value, ref.value, "sandbox")
+
+    @staticmethod
+    def _figures(student: dict[str, Any], reference: dict[str, Any], where: str) -> StepFigures | RunOutcome | None:
+        seconds_s, seconds_r = student.get("seconds"), reference.get("seconds")
+        problems = reference.get("problems")
+        if isinstance(problems, dict) and isinstance(problems.get("reference"), str):
+            return RunOutcome(False, GRADER_ERROR, [
+                "The grader could not time the reference model for comparison. This is not your fault; the course "
+                "staff will look at it."], review=f"reference model failed in the step timing: {problems['reference']}")
+        s = _figure(seconds_s.get("student")) if isinstance(seconds_s, dict) else None
+        r = _figure(seconds_r.get("reference")) if isinstance(seconds_r, dict) else None
+        if s is None or r is None:
+            return None
+        batch, threads = reference.get("batch_size"), reference.get("threads")
+        return StepFigures(s, r, where, batch if isinstance(batch, int) else 0, threads if isinstance(threads, int) else 0)
 
     # thresholds --------------------------------------------------------------------------------
 
@@ -297,8 +439,9 @@ class TrainingCheck(Check):
         try:
             ref = self._reference(ctx, split, run, settings, predict_s)
         except ReferenceFailed as exc:
-            return RunOutcome(False, "error", [f"The grader could not train the reference model for comparison "
-                                               f"({exc}). This is not your fault; please tell the course staff."]), ""
+            return RunOutcome(False, GRADER_ERROR, [f"The grader could not train the reference model for comparison "
+                                                    f"({exc}). This is not your fault; the course staff will look at it."],
+                              review=f"reference training failed: {exc}"), ""
         return ref.accuracy - delta, f" (the reference model reaches {ref.accuracy:.1%} with the same budget, minus {delta:.1%})"
 
     def _reference(self, ctx: Context, split: Split, run: dict[str, Any], settings: dict[str, Any], predict_s: float):
@@ -334,6 +477,27 @@ class TrainingCheck(Check):
             return ReferenceRun(accuracy=acc, epochs_done=rep.epochs_done, seconds=rep.seconds, final_loss=rep.final_loss)
 
         return reference_run(job, compute, reference_source=ctx.rubric.reference_path.read_text(), device=ctx.device)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def _where(figures: StepFigures) -> str:
+    if figures.where == "judge":
+        return f"in one process, in turns ({figures.threads} thread(s))"
+    return f"(yours in the sandbox, the reference's in the grader's judge process, {figures.threads} thread(s) each)"
+
+
+def _stopped(what: str, figures: StepFigures | None) -> RunOutcome:
+    """A run cut off by the grader's safety stop although its step cost is within the limit: no verdict."""
+    measured = (f" A step of your model costs {_ms(figures.student)} of CPU time, {figures.ratio:.1f}x the "
+                f"reference's {_ms(figures.reference)}, within the limit." if figures is not None else "")
+    return RunOutcome(False, UNDECIDED, [
+        f"{what}.{measured} The grader ran out of time, not your model: this is not counted against you, and the "
+        "course staff will review this check."],
+        review=f"training stopped by the grader's safety stop: {what}" + (
+            f" (step cost {figures.ratio:.1f}x the reference's)" if figures else " (no step timing to compare)"))
 
 
 class ReferenceFailed(Exception):

@@ -23,7 +23,13 @@ Params: ``train_function``, ``test_function`` (the student's names, default
 ``reference_train_function`` / ``reference_test_function`` say), the data params of
 `grader.training.plan` (plus ``val_size``), and ``optimizer``, ``lr``,
 ``momentum``, ``batch_size``, ``test_batch_size``, ``epochs``,
-``log_interval``, ``max_seconds``, ``min_epochs``, ``loss_rtol``.
+``log_interval``, ``max_seconds``, ``min_epochs``, ``loss_rtol``, ``max_slowdown``.
+
+``max_seconds`` is a safety stop, not a budget: the loops run their epochs,
+and only when the stop cuts them short is their speed judged, in CPU time
+per epoch against one epoch of the reference loops timed in the judge:
+``too_slow`` beyond ``max_slowdown`` (default 20) times, with both figures;
+otherwise the check is undecided (0 until reviewed), never a deduction.
 
 Findings: ``not_done`` (the loops or the model cannot run; reported alone),
 ``wrong_return``, ``wrong_num_correct``, ``wrong_test_loss``,
@@ -53,6 +59,7 @@ from grader.checks import register
 from grader.checks.base import Check, Context, Outcome, reply_failure
 from grader.checks.options import NAME, NONNEG, POS_INT, Option
 from grader.checks.training_options import DATA_OPTIONS, optimiser_options
+from grader.judge.server import get_judge
 from grader.rubric.model import CheckSpec
 from grader.training.loops import LoopSettings
 from grader.training.plan import (
@@ -285,6 +292,14 @@ class TrainingLoopCheck(Check):
                            "(params.reference_train_function / reference_test_function name the reference's)")
                 for n in _reference_names(cls.params_of(spec)) if not callable(getattr(reference, n, None))]
 
+    def reference_runs(self, ctx: Context) -> list[Any]:
+        """The cached reference run this check compares with, computed now if missing (`grader.training.warm`)."""
+        p = self.params
+        if p["relative_to_reference"] is None:
+            return []
+        split = load_split(p, data_dir=ctx.data_dir, with_validation=True)
+        return [self._reference(ctx, split, self._settings(ctx, float(p["max_seconds"])))]
+
     def _names(self) -> tuple[str, str]:
         p = self.params
         return p["train_function"], p["test_function"]
@@ -301,8 +316,9 @@ class TrainingLoopCheck(Check):
         try:
             split = load_split(p, data_dir=ctx.data_dir, with_validation=True)
         except DataUnavailable as exc:
-            return Outcome.fail("error", f"The grader has no dataset for this check ({exc}). This is not your fault; "
-                                "please tell the course staff.")
+            # The course setup's problem, not the student's: no deduction, and listed for the staff.
+            return Outcome.grader_error(f"The grader has no dataset for this check ({exc}). This is not your fault; "
+                                        "the course staff will fix the setup.", review=f"no dataset: {exc}")
         budget = float(p["max_seconds"])
         settings = self._settings(ctx, budget)
         train_name, test_name = self._names()
@@ -319,9 +335,13 @@ class TrainingLoopCheck(Check):
             reply = ctx.request(self.spec, message, timeout=budget * 1.5 + REQUEST_MARGIN_S)
         if not reply.ok:
             if reply.kind == "timeout":
-                return Outcome.fail("too_slow", f"Running {train_name}/{test_name} {reply.message}; the budget is "
-                                    f"{budget:g} s for {epochs} epochs. Is there a loop over single images, or an "
-                                    "accidental pass over the data inside the batch loop?")
+                # No epoch figure came back to compare with the reference's: no verdict on speed (see _too_slow).
+                return Outcome.undecided(
+                    f"Running {train_name}/{test_name} {reply.message} (the grader's safety stop is {budget:g} s for "
+                    f"{epochs} epochs), so the grader could not compare its speed with the reference loops. This is "
+                    "not counted against you for now; the course staff will review it. (If an epoch is very slow, "
+                    "look for a loop over single images or an extra pass over the data inside the batch loop.)",
+                    review=f"loops stopped by the request's time limit: {reply.message}")
             if reply.kind in ("student", "not_plain", "not_loaded"):
                 return Outcome.fail("not_done", f"Running {train_name} and {test_name} with {model_call} failed: "
                                     f"{reply.describe()}")
@@ -329,7 +349,12 @@ class TrainingLoopCheck(Check):
         value = reply.value
         if not isinstance(value, dict) or not isinstance(value.get("epochs"), list):
             return Outcome.fail("error", "The sandbox sent back a malformed reply for the training loops.")
-        verdict = self._judge(value, split, settings)
+        slow = None
+        if value.get("timed_out") and len(value["epochs"]) < int(p["min_epochs"] or epochs):
+            slow = self._too_slow(ctx, split, settings, value)
+            if isinstance(slow, Outcome):
+                return slow
+        verdict = self._judge(value, split, settings, slow)
         if verdict.findings == ["not_done"]:
             return Outcome(passed=False, findings=["not_done"], feedback=verdict.problems)
         accuracy_line = self._accuracy(ctx, value, split, settings, verdict)
@@ -340,7 +365,56 @@ class TrainingLoopCheck(Check):
 
     # contracts ---------------------------------------------------------------------------------
 
-    def _judge(self, value: dict[str, Any], split: Split, settings: dict[str, Any]) -> Verdict:
+    def _too_slow(self, ctx: Context, split: Split, settings: dict[str, Any], value: dict[str, Any]) -> str | Outcome:
+        """The loops stopped at the safety stop: ``too_slow`` (a sentence) only when an epoch of them costs more
+        than ``max_slowdown`` times an epoch of the reference loops, in CPU time; otherwise no verdict.
+
+        The student's figure is measured in the sandbox, next to their code, so
+        it could be faked; it is only used against them: a faked low figure
+        leaves the check undecided (0 until reviewed), never passed. The
+        reference's epoch is timed now, in the judge, with the same data,
+        settings and thread count.
+        """
+        p = self.params
+        epochs = value["epochs"]
+        limit = float(p["max_slowdown"])
+        wanted = int(p["epochs"])
+        stopped = (f"Only {len(epochs)} of {wanted} epochs of your loops ran before the grader's "
+                   f"{settings['max_seconds']:g} s safety stop")
+        figures = [e.get("cpu_seconds") for e in epochs]
+        student = min((f for f in figures if isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0),
+                      default=None)
+        reference = None
+        if student is not None and self.spec.reference and ctx.sandbox is not None:
+            train_name, test_name = _reference_names(p)
+            job = {"job": "loop_epoch_cost", "settings": dict(settings, epochs=1),
+                   "normalize": list(split.normalize) if split.normalize else None,
+                   "train_images": split.train_images, "train_labels": split.train_labels,
+                   "val_images": split.val_images, "val_labels": split.val_labels,
+                   "reference": {"path": str(ctx.rubric.reference_path), "name": ctx.rubric.reference_name,
+                                 "factory": self.spec.reference, "init": p["init"],
+                                 "train_function": train_name, "test_function": test_name},
+                   "threads": ctx.sandbox.limits.threads, "memory_mb": ctx.sandbox.limits.memory_mb}
+            reply = get_judge().request(job, timeout=settings["max_seconds"] + REQUEST_MARGIN_S)
+            if reply.ok and isinstance(reply.value, dict):
+                if isinstance(reply.value.get("problem"), str):
+                    return Outcome.grader_error("The grader could not time the reference loops for comparison. This "
+                                                "is not your fault; the course staff will look at it.",
+                                                review=f"reference loops failed: {reply.value['problem']}")
+                cpu = reply.value.get("cpu_seconds")
+                reference = float(cpu) if isinstance(cpu, (int, float)) and cpu > 0 else None
+        if student is not None and reference is not None and student > limit * reference:
+            return (f"{stopped}: an epoch of them costs {student:.3g} s of CPU time against {reference:.3g} s for the "
+                    f"reference loops on the same data ({student / reference:.0f}x slower; the limit is {limit:g}x). "
+                    "Is there a loop over single images, or an extra pass over the data inside the batch loop?")
+        compared = (f" An epoch of them costs {student:.3g} s of CPU time against {reference:.3g} s for the reference "
+                    f"loops, within the {limit:g}x allowed." if student is not None and reference is not None else "")
+        return Outcome.undecided(f"{stopped}.{compared} The grader ran out of time, not your loops: this is not counted "
+                                 "against you, and the course staff will review this check.",
+                                 review=f"loops stopped by the safety stop after {len(epochs)} epoch(s)"
+                                        + ("" if compared else " (no CPU figures to compare)"))
+
+    def _judge(self, value: dict[str, Any], split: Split, settings: dict[str, Any], slow: str | None) -> Verdict:
         p = self.params
         v = Verdict()
         train_name, test_name = self._names()
@@ -350,9 +424,8 @@ class TrainingLoopCheck(Check):
         test_batch = int(p["test_batch_size"])
         rtol = float(p["loss_rtol"])
         min_epochs = int(p["min_epochs"] or wanted)
-        if value.get("timed_out") and len(epochs) < min_epochs:
-            v.add("too_slow", f"Only {len(epochs)} of {wanted} epochs fit in the {settings['max_seconds']:g} s budget "
-                              f"(last epoch: {epochs[-1]['seconds'] if epochs else 0:.1f} s); make the loops faster.")
+        if slow is not None:
+            v.add("too_slow", slow)
         if not epochs:
             v.add("not_done", f"No epoch of {train_name}/{test_name} completed.")
             return v

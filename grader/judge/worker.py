@@ -10,10 +10,18 @@ and runs in a fresh process forked for it by `grader.judge.server`:
 - ``train``: train the graph with the grader's harness
   (`grader.training.fitting`), then predict the evaluation images and, since
   the judge holds their labels, compute the accuracy too. The reply has the
-  fields of the sandbox's ``train`` reply.
+  fields of the sandbox's ``train`` reply;
+- ``step_cost``: CPU seconds per training step of the graph and of the
+  reference model (trusted code, imported here from its file), timed in
+  turns in this one process (`grader.training.fitting.step_cpu_seconds`):
+  the figures a ``too_slow`` verdict compares. Without a graph, only the
+  reference is timed (the student's model is then timed in the sandbox).
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +30,7 @@ from torch import nn
 
 from grader.judge.graph import build, validate
 from grader.probes import channel_probe
-from grader.training.fitting import fit_and_predict, settings_from_plain
+from grader.training.fitting import fit_and_predict, settings_from_plain, step_cpu_seconds
 
 
 class JobError(Exception):
@@ -100,7 +108,73 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-JOBS = {"module_info": module_info, "connectivity": connectivity, "train": train}
+def _reference_module(path: str, name: str) -> Any:
+    """The instructor's reference module (trusted), imported from its file once per worker."""
+    module_name = f"grader_reference_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, Path(path))
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[module_name] = module
+    return sys.modules[module_name]
+
+
+def step_cost(job: dict[str, Any]) -> dict[str, Any]:
+    settings = settings_from_plain(job["settings"])
+    binary = bool(job.get("binary"))
+    train_x = torch.from_numpy(np.array(job["train_images"], dtype=np.uint8))
+    train_y = torch.from_numpy(np.array(job["train_labels"], dtype=np.int64))
+    models: dict[str, Any] = {}
+    if job.get("graph") is not None:
+        loss = model_from(job["loss_graph"], settings.device) if binary else None
+        models["student"] = (model_from(job["graph"], settings.device), loss)
+    ref = job.get("reference")
+    reference_problem = None
+    if isinstance(ref, dict):
+        try:  # the reference is the grader's side: its failure is reported as such, never as the student's
+            module = _reference_module(str(ref["path"]), str(ref["name"]))
+            torch.manual_seed(settings.seed)
+            model = getattr(module, str(ref["factory"]))(*ref.get("args", []), **ref.get("init", {}))
+            ref_loss = getattr(module, str(ref["loss"])) if ref.get("loss") else None
+            models["reference"] = (model, ref_loss)
+        except Exception as exc:  # noqa: BLE001 - trusted code, reported to the parent as a grader fault
+            reference_problem = f"{type(exc).__name__}: {exc}"
+    slowdown = job.get("max_slowdown")
+    conclusive = ("student", "reference", 1.5 * float(slowdown)) if slowdown and len(models) == 2 else None
+    cost = step_cpu_seconds(models, train_x, train_y, settings=settings, binary=binary,
+                            loss_name=str(job.get("loss_name") or "loss"), conclusive=conclusive)
+    plain = cost.to_plain()
+    if reference_problem is not None:
+        plain["problems"]["reference"] = reference_problem
+    return plain
+
+
+def loop_epoch_cost(job: dict[str, Any]) -> dict[str, Any]:
+    """CPU seconds of one epoch of the reference's own loops (``train_one_epoch`` + ``test_one_epoch``) on the
+    check's data and settings: what the student's loops are compared with when they ran out of time."""
+    from grader.training.loops import LoopSettings, normalised_images, run_loops
+
+    ref = job["reference"]
+    settings = LoopSettings.from_plain(dict(job["settings"], epochs=1))
+    normalize = tuple(job["normalize"]) if job.get("normalize") else None
+    data = [torch.from_numpy(np.array(job[k], dtype=dtype)) for k, dtype in
+            (("train_images", np.uint8), ("train_labels", np.int64), ("val_images", np.uint8), ("val_labels", np.int64))]
+    try:  # trusted code: a failure here is the grader's, reported as such
+        module = _reference_module(str(ref["path"]), str(ref["name"]))
+        torch.manual_seed(settings.seed)
+        model = getattr(module, str(ref["factory"]))(**ref.get("init", {}))
+        run = run_loops(model, getattr(module, str(ref["train_function"])), getattr(module, str(ref["test_function"])),
+                        (normalised_images(data[0], normalize), data[1]), (normalised_images(data[2], normalize), data[3]),
+                        settings)
+    except Exception as exc:  # noqa: BLE001
+        return {"cpu_seconds": None, "problem": f"{type(exc).__name__}: {exc}"}
+    return {"cpu_seconds": run.epochs[0].cpu_seconds if run.epochs else None, "problem": None}
+
+
+JOBS = {"module_info": module_info, "connectivity": connectivity, "train": train, "step_cost": step_cost,
+        "loop_epoch_cost": loop_epoch_cost}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ up in the returned `FitResult`. Two task shapes:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -92,6 +93,19 @@ def settings_to_kwargs(settings: TrainSettings) -> dict[str, Any]:
     return {f.name: getattr(settings, f.name) for f in fields(TrainSettings)}
 
 
+def _harness_call(model: nn.Module, settings: TrainSettings, *, binary: bool, loss: Callable[..., Any] | None,
+                  loss_name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The model as the harness trains it and the keyword arguments of `train_model`: one place for both the
+    fit and the step timing, so they run exactly the same step."""
+    kwargs = settings_to_kwargs(settings)
+    if binary:
+        if loss is None:
+            raise ValueError("a binary task needs the elementwise loss function")
+        model = ScoreColumn(model)
+        kwargs.update(loss="callable", n_classes=1, loss_fn=elementwise_mean_loss(loss, loss_name))
+    return model, kwargs
+
+
 def fit_and_predict(model: nn.Module, train_x: Tensor, train_y: Tensor, eval_x: Tensor, *,
                     settings: TrainSettings, binary: bool = False,
                     loss: Callable[..., Any] | None = None, loss_name: str = "loss",
@@ -102,15 +116,8 @@ def fit_and_predict(model: nn.Module, train_x: Tensor, train_y: Tensor, eval_x: 
     labels are -1/+1 and predictions the sign of the score. Prediction stops
     with `predict_timed_out` when it takes longer than `predict_seconds`.
     """
-    kwargs = settings_to_kwargs(settings)
-    if binary:
-        if loss is None:
-            raise ValueError("a binary task needs the elementwise loss function")
-        model = ScoreColumn(model)
-        kwargs.update(loss="callable", n_classes=1)
-        report = train_model(model, train_x, train_y, loss_fn=elementwise_mean_loss(loss, loss_name), **kwargs)
-    else:
-        report = train_model(model, train_x, train_y, **kwargs)
+    model, kwargs = _harness_call(model, settings, binary=binary, loss=loss, loss_name=loss_name)
+    report = train_model(model, train_x, train_y, **kwargs)
     result = FitResult(report=report)
     if not report.ok or report.steps == 0:
         return result
@@ -136,3 +143,86 @@ def fit_and_predict(model: nn.Module, train_x: Tensor, train_y: Tensor, eval_x: 
     if result.problem is None and not result.predict_timed_out:
         result.predictions = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.int64)
     return result
+
+
+# --------------------------------------------------------------------------- step cost
+
+#: Steps per timed call, and timed calls per model (after one warm-up call each): the least is kept, the
+#: figure least disturbed by anything else on the machine (a step's work itself does not vary).
+TIMED_STEPS = 2
+TIMED_ROUNDS = 2
+#: Wall-clock cap of one timed call: at least one step always runs, so a very slow model still gets a figure.
+TIMED_CALL_MAX_S = 20.0
+
+
+@dataclass
+class StepCost:
+    """CPU seconds per training step of each timed model, measured interleaved in one process.
+
+    CPU time of this process (all its threads), not wall time: a busy machine
+    stretches the wall clock of both models, not the CPU work of a step. The
+    models are timed in turns (A, B, A, B, ...), so a change in the machine's
+    speed during the measurement affects both alike.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)  # name -> least CPU s per step over the rounds
+    problems: dict[str, str] = field(default_factory=dict)  # name -> why it has no figure (its training failed)
+    steps: int = 0  # steps per timed call
+    batch_size: int = 0
+    threads: int = 0
+    samples: dict[str, list[float]] = field(default_factory=dict)  # name -> CPU s per step of each timed call
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"seconds": dict(self.seconds), "problems": dict(self.problems), "steps": self.steps,
+                "batch_size": self.batch_size, "threads": self.threads,
+                "samples": {k: list(v) for k, v in self.samples.items()}}
+
+
+def step_cpu_seconds(models: dict[str, tuple[nn.Module, Callable[..., Any] | None]], train_x: Tensor,
+                     train_y: Tensor, *, settings: TrainSettings, binary: bool = False, loss_name: str = "loss",
+                     steps: int = TIMED_STEPS, rounds: int = TIMED_ROUNDS,
+                     conclusive: tuple[str, str, float] | None = None) -> StepCost:
+    """Time a few training steps of each model (throwaway instances: they are trained) with the harness's step.
+
+    `models` maps a name to (model, elementwise loss or None). Each model gets
+    one warm-up call (first-call costs: memory layout, kernel selection), then
+    `rounds` calls of `steps` steps in turns. `conclusive=(slow, fast, ratio)`
+    ends the rounds early once `slow` already costs more than `ratio` times
+    `fast`, so a very slow model is not timed longer than needed.
+    """
+    batch = min(settings.batch_size, int(train_y.shape[0]))
+    n = min(int(train_y.shape[0]), batch * steps)
+    x, y = train_x[:n], train_y[:n]
+    timing = dataclasses.replace(settings, epochs=1.0, max_seconds=TIMED_CALL_MAX_S, log_every=max(1, steps))
+    cost = StepCost(steps=max(1, n // batch), batch_size=batch)
+    calls = {}
+    for name, (model, loss) in models.items():
+        calls[name] = _harness_call(model, timing, binary=binary, loss=loss, loss_name=loss_name)
+    samples: dict[str, list[float]] = {name: [] for name in models}  # warm-up included at index 0
+    finished: set[str] = set()
+    for round_ in range(rounds + 1):  # round 0 is the warm-up: it pays first-call costs, never a figure
+        for name, (model, kwargs) in calls.items():
+            if name in cost.problems or name in finished:
+                continue
+            started = time.process_time()
+            report = train_model(model, x, y, **kwargs)
+            used = time.process_time() - started
+            cost.threads = report.num_threads
+            if not report.ok or report.steps == 0:
+                cost.problems[name] = report.error or "the loss was not finite"
+                continue
+            samples[name].append(used / report.steps)
+            if round_ > 0 and report.timed_out:  # a call filled the cap: one figure is enough for so slow a model
+                finished.add(name)
+        if conclusive is not None and round_ > 0:
+            slow, fast, ratio = conclusive
+            timed_slow, timed_fast = samples.get(slow, [])[1:], samples.get(fast, [])[1:]
+            if timed_slow and timed_fast and min(timed_slow) > ratio * min(timed_fast):
+                break
+        if set(calls) <= finished | set(cost.problems):
+            break
+    cost.samples = samples
+    for name, values in samples.items():
+        if len(values) > 1 and name not in cost.problems:
+            cost.seconds[name] = float(min(values[1:]))
+    return cost

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from grader.training.harness import seed_everything
+from grader.training.harness import OPTIMIZERS, _as_images, _make_optimizer, _pixel_affine, seed_everything
 
 # Captured at import (before any student code runs in the child).
 _object_setattr = object.__setattr__
@@ -165,6 +165,7 @@ class EpochRecord:
     test_calls: CallLog = field(default_factory=CallLog)
     test_fetched: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of this process during the epoch (what a too_slow verdict compares)
 
 
 @dataclass
@@ -200,12 +201,10 @@ class LoopSettings:
 
 
 def make_optimizer(model: nn.Module, s: LoopSettings) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
-    if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.lr)
-    raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adam or sgd")
+    """The harness's optimizer factory (one for the grader's training and the student's loops)."""
+    if s.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {s.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return _make_optimizer([p for p in model.parameters() if p.requires_grad], s.optimizer, s.lr, s.momentum, 0.0)
 
 
 def run_loops(model: nn.Module, train_one_epoch: Callable[..., Any], test_one_epoch: Callable[..., Any],
@@ -234,7 +233,7 @@ def run_loops(model: nn.Module, train_one_epoch: Callable[..., Any], test_one_ep
             if run.epochs and elapsed + run.epochs[-1].seconds > s.max_seconds:
                 run.timed_out = True
                 break
-            epoch_started = time.perf_counter()
+            epoch_started, epoch_cpu = time.perf_counter(), time.process_time()
             record = EpochRecord(epoch=epoch)
             train_set.fetched, val_set.fetched = [], []
             record.train_calls = recorder.phase(keep_outputs=False)
@@ -244,6 +243,7 @@ def run_loops(model: nn.Module, train_one_epoch: Callable[..., Any], test_one_ep
             recorder.stop()
             record.train_fetched, record.test_fetched = train_set.fetched, val_set.fetched
             record.seconds = time.perf_counter() - epoch_started
+            record.cpu_seconds = time.process_time() - epoch_cpu
             run.epochs.append(record)
     finally:
         recorder.stop()
@@ -265,13 +265,9 @@ class Reshaped(nn.Module):
 
 
 def normalised_images(x_uint8: Tensor, normalize: tuple[float, float] | None) -> Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), computed exactly as the harness does for prediction."""
-    if normalize is None:
-        scale, shift = 1.0 / 255.0, 0.0
-    else:
-        mean, std = normalize
-        scale, shift = 1.0 / (255.0 * std), mean / std
-    x = (x_uint8.unsqueeze(1) if x_uint8.ndim == 3 else x_uint8).to(torch.float32)  # (N, 1, 28, 28)
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), with the harness's own preprocessing (as for prediction)."""
+    scale, shift = _pixel_affine(normalize)
+    x = _as_images(x_uint8).to(torch.float32)  # (N, 1, 28, 28): a new tensor, the uint8 images stay as they are
     x.mul_(scale)
     if shift:
         x.sub_(shift)

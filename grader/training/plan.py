@@ -14,14 +14,13 @@ images are sent to the child.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from grader.data import DATASET_NAMES, BinaryPair, Dataset, DatasetError, binary_pair, first_available
-from grader.training.harness import default_num_threads
+from grader.cores import default_num_threads, grading_threads  # noqa: F401 - re-exported
 
 DEFAULT_MAX_SECONDS = 60.0
 LOSS_NAMES = ("cross_entropy", "nll")
@@ -82,6 +81,10 @@ def validate_params(params: dict[str, Any]) -> list[tuple[str, str]]:
         v = params.get(key)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
             problems.append((f"params.{key}", f"must be a positive number, got {v!r}"))
+    slowdown = params.get("max_slowdown", 20)
+    if not isinstance(slowdown, (int, float)) or isinstance(slowdown, bool) or slowdown < 1:
+        problems.append(("params.max_slowdown", "must be a number >= 1: how many times the reference's CPU time per "
+                                                f"step (or epoch) the student's may cost; got {slowdown!r}"))
     seconds = params.get("max_seconds", DEFAULT_MAX_SECONDS)
     if not isinstance(seconds, (int, float)) or seconds <= 0:
         problems.append(("params.max_seconds", f"must be a positive number of seconds, got {seconds!r}"))
@@ -163,26 +166,6 @@ def load_split(params: dict[str, Any], *, data_dir: str | None, with_validation:
                  eval_images=np.ascontiguousarray(test_x[eval_order]), eval_labels=test_y[eval_order].astype(np.int64),
                  normalize=_normalize(params, data), classes=tuple(source.classes),
                  val_images=None if val_x is None else np.ascontiguousarray(val_x), val_labels=val_y)
-
-
-def num_threads() -> int | None:
-    """Threads for training: GRADER_THREADS if set; one on a machine already busy; else the harness's choice.
-
-    On a busy machine (load average at or above the CPUs we may use), OpenMP
-    threads that spin waiting for each other cost far more than they gain:
-    measured here, 10 LeNet-5 steps took 11.8 s of CPU with 2 threads and
-    3.0 s with 1 at a load average of 12 on 2 cores. Results do not depend
-    on the thread count beyond float rounding (it is not in the reference
-    cache key).
-    """
-    value = os.environ.get("GRADER_THREADS")
-    if value:
-        return int(value)
-    try:
-        busy = os.getloadavg()[0] >= default_num_threads()
-    except OSError:  # no load average on this platform
-        busy = False
-    return 1 if busy else None
 
 
 def call_text(target: str, args: list[Any] | None = None, init: dict[str, Any] | None = None) -> str:

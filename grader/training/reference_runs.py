@@ -5,8 +5,10 @@ reference solution reaches when the grader trains it the same way": same
 harness, data subset, settings and seed. The reference is trusted code, so
 it runs here in the parent. It costs as much as the student's run, so the
 result is cached, keyed by everything it depends on: the job description
-(dataset, sizes, budget, seed...), the reference module's source, the torch
-version and the device type. A change to any of them is a new entry.
+(dataset, sizes, budget, seed...), the reference module's source, the
+source of the grader's own training code (this package: a harness change
+must never reuse accuracies the old harness reached), the torch version and
+the device type. A change to any of them is a new entry.
 
 Layout: ``<cache root>/reference-runs/<key>.json`` (see `grader.data.cache_root`),
 written atomically; concurrent graders computing the same key wait on a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +36,7 @@ from grader.data import cache_root
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,17 @@ class ReferenceRun:
 
 
 def reference_cache_dir() -> Path:
+    """The one place reference runs are cached (the training and training_loop checks, and setup.sh's warm-up)."""
     return cache_root() / "reference-runs"
+
+
+@functools.lru_cache(maxsize=1)
+def training_code_sha256() -> str:
+    """A hash of every module of grader.training, in name order: part of every cache key."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def cache_key(job: dict[str, Any], *, reference_source: str, device: str) -> str:
@@ -57,6 +70,7 @@ def cache_key(job: dict[str, Any], *, reference_source: str, device: str) -> str
         "format": CACHE_FORMAT,
         "job": job,
         "reference_sha256": hashlib.sha256(reference_source.encode()).hexdigest(),
+        "training_code_sha256": training_code_sha256(),
         "torch": torch.__version__,
         "device_type": torch.device(device).type,
     }

@@ -43,19 +43,24 @@ class FiveOutputs(nn.Module):
         return self.fc(x.flatten(1))
 
 
-class Sleepy(GoodMLP):
-    """Correct, but each forward pass mixes the pixels through 30 needless 784x784 products: a step takes about
-    half a second. (Slow computation, not time.sleep: the judge trains the exported graph, which has no sleep.)"""
+class SlowConv(nn.Module):
+    """The reference CNN of ds5220 3.2, correct, but its forward computes the first convolution 200 times over and
+    averages the (identical) results: a training step costs about 50x the reference's. Slow computation, not
+    time.sleep: the judge trains and times the exported graph, which has no sleep."""
 
     def __init__(self):
         super().__init__()
-        self.mix = nn.Parameter(torch.eye(784))
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.fc = nn.Linear(320, 10)
 
     def forward(self, x):
-        h = x.view(-1, 784)
-        for _ in range(30):
-            h = h @ self.mix
-        return super().forward(h)
+        h = self.conv1(x)
+        for _ in range(199):
+            h = h + self.conv1(x)
+        x = F.relu(F.max_pool2d(h / 200, 2))
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
+        return F.log_softmax(self.fc(x.flatten(1)), dim=1)
 
 
 class RaisesInInit(nn.Module):

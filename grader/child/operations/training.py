@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from grader.child.ops import Namespace, NotPlainData, StudentError, from_plain, operation, student_error, to_plain
-from grader.training.fitting import fit_and_predict, settings_from_plain
+from grader.training.fitting import fit_and_predict, settings_from_plain, step_cpu_seconds
 from grader.training.harness import STUDENT_ERRORS, StudentModelError, predict
 from grader.training.loops import LoopSettings, Reshaped, normalised_images, run_loops
 
@@ -87,6 +87,33 @@ def train(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@operation("step_cost")
+def step_cost(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
+    """CPU seconds per training step of the student's model, when it could not be exported to the judge.
+
+    The figure is measured next to student code, so the student could fake
+    it; the parent only uses it against the student: a figure above
+    ``max_slowdown`` times the reference's (timed in the judge) is
+    ``too_slow``, and a faked low figure gains nothing, because a model that
+    then overruns the training's safety stop is undecided and reviewed, not
+    passed, and the accuracy still comes from the predictions of a full run.
+    """
+    settings = settings_from_plain(r["settings"])
+    train_x = _uint8_images(r["train_images"], "train_images")
+    train_y = _labels(r["train_labels"], "train_labels")
+    loss = None
+    loss_name = r.get("loss_target") or "loss"
+    if r.get("binary"):
+        loss = ns.lookup(loss_name)
+        if not _callable(loss):
+            raise StudentError(f"TypeError: '{loss_name}' is a {_type(loss).__name__}, not a function", None)
+    torch.manual_seed(settings.seed)
+    model = build_model(ns, r)
+    cost = step_cpu_seconds({"student": (model, loss)}, train_x, train_y, settings=settings,
+                            binary=bool(r.get("binary")), loss_name=loss_name)
+    return cost.to_plain()
+
+
 def _plain_or_note(value: Any) -> Any:
     """The student's return value as plain data, or {"not_plain": why} (judged by the parent)."""
     try:
@@ -121,7 +148,8 @@ def train_loop(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
     epochs = []
     for e in run.epochs:
         epochs.append({
-            "epoch": e.epoch, "seconds": e.seconds,
+            # cpu_seconds is the child's own figure: only ever used against the student (grader.checks.training_loop).
+            "epoch": e.epoch, "seconds": e.seconds, "cpu_seconds": e.cpu_seconds,
             "train_returned": _plain_or_note(e.train_returned), "train_calls": _log(e.train_calls),
             "train_fetched": np.asarray(e.train_fetched, dtype=np.int64),
             "test_returned": _plain_or_note(e.test_returned), "test_calls": _log(e.test_calls),

@@ -11,7 +11,8 @@
 #      source/data (Gradescope's build has network; grading does not need it);
 #   4. the unprivileged user grader-student that student code runs as when
 #      bubblewrap cannot start (no home, no login shell);
-#   5. the reference, rubrics and data locked away from it (root-owned, 700).
+#   5. the reference, rubrics and data locked away from it (root-owned, 700);
+#   6. the reference-run cache filled (training checks relative to the reference).
 set -euo pipefail
 AUTOGRADER_ROOT=${AUTOGRADER_ROOT:-/autograder}
 src="$AUTOGRADER_ROOT/source"
@@ -69,6 +70,12 @@ for secret in reference rubrics data; do
   chmod 700 "$src/$secret"
 done
 [ -d "$AUTOGRADER_ROOT/results" ] || mkdir -p "$AUTOGRADER_ROOT/results"
+
+# 6. reference runs (best effort) ------------------------------------------------------------
+# The accuracy of the reference model under each relative training threshold, trained once now into the
+# grader's cache (the key covers the data, settings, reference and grader code), so no submission pays for it.
+PYTHONPATH="$src" "$venv/bin/python" -m grader.training.warm --data-dir "$src/data" "$src"/rubrics/*.yaml \
+  || warn "some reference runs could not be cached; the first submission that needs one trains it"
 
 # A last look: the rubric and its reference load with the installed packages.
 PYTHONPATH="$src" "$venv/bin/python" -m grader rubric validate "$src"/rubrics/*.yaml
