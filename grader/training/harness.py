@@ -16,6 +16,7 @@ the loss is read back only where needed.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import random
@@ -42,6 +43,13 @@ OPTIMIZERS = ("adam", "sgd")
 # 5.0-5.3 / 4.0-4.2 / ~4.0 / 5.3-5.5 s, and one-epoch accuracy falls with the
 # batch size (batch 512, lr 3e-3: 79.7%), so 256 is the sweet spot.
 # benchmarks/epoch_speed.py re-measures the default against the handouts.
+# Re-measured for issue 9 on the same 2 cores under heavy load (load average
+# 9-15), CPU time per epoch, medians of 3: batch 256 / 512 / 1024 took
+# 11.4 / 9.3 / 8.2 s with 2 threads and 10.0 / 9.9 / 8.9 s with 1 thread,
+# but one-epoch accuracy fell (batch 512 with lr 3e-3: 79.6% and 81.3% for
+# two seeds, against 81.4% and 80.8% at 256): 256 and 2e-3 are kept. The
+# rubrics set their own batch sizes and learning rates, so grades never
+# depend on these defaults.
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_LR = 2e-3
 DEFAULT_LOG_EVERY = 20  # steps per loss_history point
@@ -225,6 +233,45 @@ def _batch_floats(x_uint8: Tensor, scale: float, shift: float) -> Tensor:
     if shift:
         xb.sub_(shift)
     return xb
+
+
+# glibc's malloc thresholds (mallopt parameter numbers from <malloc.h>).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# Sizes chosen for LeNet-sized models: the largest activation of a batch-1024
+# LeNet-5 step is 19 MB (conv1's (1024, 6, 28, 28) float32), under the mmap
+# threshold; up to 128 MB of freed heap is kept for the next step, which is
+# well inside Gradescope's 768 MB and is memory the step needs again anyway.
+_MMAP_THRESHOLD_BYTES = 32 << 20
+_TRIM_THRESHOLD_BYTES = 128 << 20
+_malloc_tuned = False
+
+
+def _reuse_freed_memory() -> None:
+    """Make glibc keep freed activation buffers for the next step instead of returning them to the kernel.
+
+    torch's CPU allocator is plain malloc, and every step allocates and frees
+    the same activations (a batch-256 LeNet-5 conv1 output is 4.8 MB). With
+    glibc's default, adaptive thresholds the top of the heap is trimmed after
+    each step, so the next step page-faults all of it back in: 4,200-4,900
+    minor faults and 11-16 ms of system time per step, a quarter of the
+    step's CPU time, measured on 2 loaded cores (scratch script, 3 x 30
+    steps); with these settings, 0-30 faults and under 3 ms. The numbers only
+    affect speed and how much freed memory the process keeps, never results.
+    Process-wide and idempotent; a C library without mallopt is left as it is.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    try:
+        # dlopen(NULL): the symbols already loaded into this process, libc's
+        # among them (ctypes.util.find_library would start ldconfig).
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
 
 
 @dataclass(frozen=True)
@@ -485,6 +532,7 @@ def _train(
             return describe_exception(phase, exc), True
         return None, False
 
+    _reuse_freed_memory()  # before the first step's allocations
     step = 0
     while step < total_steps and report.error is None and not (report.diverged or report.timed_out):
         order = torch.randperm(n, generator=shuffle).to(dev)  # (N,) a fresh shuffle per epoch
@@ -564,6 +612,7 @@ def predict_logits(
     scale, shift = _pixel_affine(normalize)
     images = _as_images(x)  # (N, C, H, W) uint8
     outputs: list[Tensor] = []
+    _reuse_freed_memory()
     try:
         model.eval()
         with torch.inference_mode(), _threads(num_threads):
