@@ -14,8 +14,8 @@ no Python, no bubblewrap, nothing that setup.sh does not install itself):
   bubblewrap can pivot_root inside it), a fresh /proc, the host's /dev, and
   ``chroot``. Nothing is mounted on the host; the namespaces end with the
   command, taking every process left inside with them.
-* Downloads are cached between runs (pip's cache and apt's archives, bind
-  mounted from ``~/.cache/grader-rootfs/``); the only other host path seen
+* Downloads are cached between runs in ``~/.cache/grader-rootfs/`` (pip's
+  cache bind-mounted, apt's archives copied in and back); the only other host path seen
   inside is the folder of torch wheels named by ``GRADER_TORCH_WHEELS``
   (read-only), because PyTorch's CPU index cannot be reached from here.
 
@@ -136,8 +136,13 @@ class CleanRoot:
         self.wheels = wheels
         self.pip_cache = CACHE / "pip-cache"
         self.apt_cache = CACHE / "apt-archives"
-        for d in (self.pip_cache, self.apt_cache / "partial"):
+        for d in (self.pip_cache, self.apt_cache):
             d.mkdir(parents=True, exist_ok=True)
+        # apt's downloads from earlier runs, copied in (not bind-mounted: apt locks that folder, and two
+        # roots may run setup.sh at once); new ones are copied back after setup.sh (`_keep_debs`).
+        self._archives = self.path / "var" / "cache" / "apt" / "archives"
+        for deb in self.apt_cache.glob("*.deb"):
+            shutil.copy2(deb, self._archives / deb.name)
 
     @property
     def autograder(self) -> Path:
@@ -172,8 +177,7 @@ class CleanRoot:
 
     def _binds(self, hide_bwrap: bool) -> list[tuple[str, str, bool]]:
         """(host path, path inside the root, read-only) bind mounts."""
-        binds = [(str(self.pip_cache), "/root/.cache/pip", False),
-                 (str(self.apt_cache), "/var/cache/apt/archives", False)]
+        binds = [(str(self.pip_cache), "/root/.cache/pip", False)]
         if self.wheels is not None:
             binds.append((str(self.wheels), str(self.wheels), True))
         if hide_bwrap:
@@ -214,6 +218,10 @@ class CleanRoot:
         """Run source/setup.sh as Gradescope does (root, cwd source/), then install run_autograder."""
         env = {"GRADER_TORCH_WHEELS": str(torch_wheels)} if torch_wheels else {}
         result = self.run("cd /autograder/source && bash ./setup.sh", env=env)
+        for deb in self._archives.glob("*.deb"):
+            if not (self.apt_cache / deb.name).exists():
+                shutil.copy2(deb, self.apt_cache / f".{deb.name}.part")
+                (self.apt_cache / f".{deb.name}.part").rename(self.apt_cache / deb.name)
         if result.returncode == 0:
             self.install_run_autograder()
         return result

@@ -96,10 +96,10 @@ def assess(rubric: Rubric, *, timeout_s: float = GRADESCOPE_TIMEOUT_S,
                       container_memory_mb=memory_mb, warnings=warnings, notes=notes)
 
 
-def measured_memory(assignment: str, path: Path = MEASURED_MEMORY) -> dict[str, Any] | None:
+def measured_memory(assignment: str, path: Path | None = None) -> dict[str, Any] | None:
     """The measured runs of `assignment` and how they were measured, or None (not a bundled one, no file)."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads((path or MEASURED_MEMORY).read_text())
         runs = record["assignments"][assignment]
     except (OSError, ValueError, KeyError, TypeError):
         return None
