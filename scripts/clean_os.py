@@ -144,6 +144,18 @@ class CleanRoot:
         for deb in self.apt_cache.glob("*.deb"):
             shutil.copy2(deb, self._archives / deb.name)
 
+    @classmethod
+    def attach(cls, path: Path, *, wheels: Path | None = None) -> "CleanRoot":
+        """An existing root made by this class and kept (path = the root, not its temporary parent)."""
+        self = cls.__new__(cls)
+        self.tmp, self.path, self.wheels = path.parent, path, wheels
+        self.pip_cache, self.apt_cache = CACHE / "pip-cache", CACHE / "apt-archives"
+        self._archives = path / "var" / "cache" / "apt" / "archives"
+        inside = Path("/etc/ssl/host-ca-certificates.crt")
+        self.ca_env = ({"PIP_CERT": str(inside), "SSL_CERT_FILE": str(inside), "REQUESTS_CA_BUNDLE": str(inside)}
+                       if (path / str(inside).lstrip("/")).is_file() else {})
+        return self
+
     @property
     def autograder(self) -> Path:
         return self.path / "autograder"

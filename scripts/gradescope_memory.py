@@ -95,18 +95,39 @@ def measure(root: clean_os.CleanRoot, training: bool, limit_mb: int) -> dict:
     return out
 
 
+def table(record: dict) -> str:
+    """The figures as a Markdown table (for docs/gradescope.md and the README)."""
+    rows = ["| assignment | training | resident peak | charged peak | under the limit | score | seconds |",
+            "|---|---|---|---|---|---|---|"]
+    for name, runs in sorted(record["assignments"].items()):
+        for r in runs:
+            fits = "killed for memory" if r["oom_kills"] else ("fits" if r["score"] == r["max_score"] else "wrong score")
+            rows.append(f"| {name} | {'with' if r['training'] else 'without'} | {r['resident_mb']} MB | "
+                        f"{r['charged_mb']} MB | {fits} ({r['limit_mb']} MB) | {r['score']:g} / {r['max_score']:g} | "
+                        f"{r['seconds']:g} |")
+    return "\n".join(rows) + f"\n\n{record['environment']}; measured {record['measured']}."
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--limit-mb", type=int, default=768, help="the container memory to measure under (768)")
+    ap.add_argument("--limit-mb", type=int, default=768,
+                    help="the container memory to measure under (768; 0: no limit, the peak a run needs)")
     ap.add_argument("--assignments", nargs="*", help="default: every rubric with a correct example")
     ap.add_argument("--write", action="store_true", help=f"store the figures in {MEASURED.relative_to(ROOT)}")
+    ap.add_argument("--root", help="reuse a clean root kept from an earlier run (its /autograder is replaced)")
+    ap.add_argument("--training", choices=("both", "with", "without"), default="both")
+    ap.add_argument("--table", action="store_true", help="print the stored figures as a Markdown table and stop")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table(json.loads(MEASURED.read_text())))
+        return 0
     wheels = Path(os.environ.get("GRADER_CLEAN_OS_WHEELS") or clean_os.DEFAULT_WHEELS)
     names = args.assignments or sorted(p.stem for p in (ROOT / "rubrics").glob("*.yaml")
                                        if (ROOT / "submissions_example" / p.stem / "correct").is_dir())
     try:
         clean_os.preflight()
-        root = clean_os.CleanRoot(wheels=wheels)
+        root = (clean_os.CleanRoot.attach(Path(args.root), wheels=wheels) if args.root
+                else clean_os.CleanRoot(wheels=wheels))
     except clean_os.CleanOSUnavailable as exc:
         print(f"cannot measure: {exc}", file=sys.stderr)
         return 1
@@ -128,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                 torch_version = setup.stdout.strip().splitlines()[-1]
                 root.put_submission(ROOT / "submissions_example" / name / "correct")
                 figures[name] = []
-                for training in (True, False):
+                for training in {"both": (True, False), "with": (True,), "without": (False,)}[args.training]:
                     fig = measure(root, training, args.limit_mb)
                     figures[name].append(fig)
                     print(json.dumps({"assignment": name, **fig}), flush=True)
     finally:
-        root.remove()
+        if not args.root:
+            root.remove()
     record = {"command": "sudo .venv/bin/python scripts/gradescope_memory.py --write",
               "measured": time.strftime("%Y-%m-%d", time.gmtime()), "limit_mb": args.limit_mb,
               "environment": f"clean Debian {clean_os.SUITE} root, {torch_version.removeprefix('setup: ready ')}, "
@@ -142,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(record, indent=1))
     if args.write:
         old = json.loads(MEASURED.read_text()) if MEASURED.exists() else {"assignments": {}}
-        record["assignments"] = {**old.get("assignments", {}), **figures}
+        merged = old.get("assignments", {})
+        for name, runs in figures.items():  # a new run replaces the one with the same training and limit
+            keep = [r for r in merged.get(name, []) if not any(
+                (r["training"], r["limit_mb"]) == (n["training"], n["limit_mb"]) for n in runs)]
+            merged[name] = sorted(keep + runs, key=lambda r: (not r["training"], r["limit_mb"] or 0))
+        record["assignments"] = merged
         MEASURED.write_text(json.dumps(record, indent=1) + "\n")
     return 0
 

@@ -116,35 +116,22 @@ def recommended_memory_mb(measured: dict[str, Any]) -> int:
 def _judge_measured(name: str, measured: dict[str, Any], memory_mb: int) -> tuple[str, str | None]:
     """(a note with the figures, a warning when the container chosen is smaller than they call for)."""
     runs = measured["runs"]
-    parts = [f"{r['resident_mb']} MB {'with' if r['training'] else 'without'} training" for r in runs]
-    failed = [r for r in runs if r.get("oom_kills") or r.get("score") != r.get("max_score")]
-    limit = measured.get("limit_mb")
+
+    def describe_run(r: dict[str, Any]) -> str:
+        text = f"{r['resident_mb']} MB {'with' if r['training'] else 'without'} training"
+        if not r.get("limit_mb"):
+            return text + " (no limit)"
+        ok = not r.get("oom_kills") and r.get("score") == r.get("max_score")
+        return text + f" (under {r['limit_mb']} MB: {'fits' if ok else 'killed for memory' if r.get('oom_kills') else 'wrong score'})"
+
+    peak = max(r["resident_mb"] for r in runs)
     recommended = recommended_memory_mb(measured)
-    note = (f"{name}: run_autograder's measured peak memory (all processes, resident): {', '.join(parts)}; "
-            f"under a {limit} MB limit it {'did NOT complete cleanly' if failed else 'completed with full marks'} "
-            f"({measured.get('environment', '?')}, {measured.get('measured', '?')}, `{measured.get('command', '?')}`). "
+    note = (f"{name}: run_autograder's measured peak memory (all processes, resident): "
+            f"{'; '.join(describe_run(r) for r in runs)} ({measured.get('environment', '?')}, "
+            f"{measured.get('measured', '?')}, `{measured.get('command', '?')}`). "
             f"Container memory to choose: at least {recommended} MB.")
     if memory_mb < recommended:
         return note, (f"{name}: the container has {memory_mb} MB but run_autograder was measured at up to "
-                      f"{max(r['resident_mb'] for r in runs)} MB: choose at least {recommended} MB in the "
-                      "assignment's autograder settings and pass --memory-mb with it.")
+                      f"{peak} MB: choose at least {recommended} MB in the assignment's autograder settings and "
+                      "pass --memory-mb with it.")
     return note, None
-
-
-@dataclass(frozen=True)
-class Deadlines:
-    """Seconds after the start of grading: stop starting checks; then stop and write what is known."""
-
-    soft_s: float  # no check starts after this (the engine's `deadline`)
-    hard_s: float  # results so far are written and grading stops
-
-
-def deadlines(rubric: Rubric, budget_s: float) -> Deadlines:
-    """Leave room before the budget runs out for the longest single check, then for writing results."""
-    timeout = float(rubric.limits.get("timeout_s", Limits().timeout_s))
-    longest = max([timeout, *(float(c.timeout_s or 0) for c in rubric.checks),
-                   *(float(c.params.get("max_seconds", DEFAULT_TRAINING_S)) + timeout
-                     for c in rubric.checks if c.training)])
-    hard = budget_s - min(10.0, budget_s / 10)
-    soft = max(budget_s / 2, hard - longest)
-    return Deadlines(soft_s=min(soft, hard), hard_s=hard)
