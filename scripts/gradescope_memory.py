@@ -95,12 +95,23 @@ def measure(root: clean_os.CleanRoot, training: bool, limit_mb: int) -> dict:
     return out
 
 
+def valid(fig: dict) -> bool:
+    """A figure worth keeping: the run finished with results, or was killed for memory (then it does not fit)."""
+    return fig["exit"] == 0 and (fig["oom_kills"] > 0 or fig["max_score"] > 0)
+
+
 def table(record: dict) -> str:
     """The figures as a Markdown table (for docs/gradescope.md and the README)."""
     rows = ["| assignment | training | resident peak | charged peak | under the limit | score | seconds |",
             "|---|---|---|---|---|---|---|"]
     for name, runs in sorted(record["assignments"].items()):
+        runs = [r for r in runs if valid(r)]
         for r in runs:
+            if r["oom_kills"]:
+                rows.append(f"| {name} | {'with' if r['training'] else 'without'} | more than {r['limit_mb']} MB "
+                            f"(killed for memory) | {r['charged_mb']} MB | does not fit ({r['limit_mb']} MB) | "
+                            f"grading did not finish | {r['seconds']:g} |")
+                continue
             fits = "killed for memory" if r["oom_kills"] else ("fits" if r["score"] == r["max_score"] else "wrong score")
             rows.append(f"| {name} | {'with' if r['training'] else 'without'} | {r['resident_mb']} MB | "
                         f"{r['charged_mb']} MB | {fits} ({r['limit_mb']} MB) | {r['score']:g} / {r['max_score']:g} | "
@@ -151,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
                 figures[name] = []
                 for training in {"both": (True, False), "with": (True,), "without": (False,)}[args.training]:
                     fig = measure(root, training, args.limit_mb)
-                    figures[name].append(fig)
                     print(json.dumps({"assignment": name, **fig}), flush=True)
+                    if valid(fig):
+                        figures[name].append(fig)
+                    else:
+                        print(f"{name}: run ended without results and was not killed for memory (stopped from "
+                              "outside?): not a figure, not stored", file=sys.stderr)
     finally:
         if not args.root:
             root.remove()

@@ -119,6 +119,9 @@ def _judge_measured(name: str, measured: dict[str, Any], memory_mb: int) -> tupl
 
     def describe_run(r: dict[str, Any]) -> str:
         text = f"{r['resident_mb']} MB {'with' if r['training'] else 'without'} training"
+        if r.get("oom_kills"):
+            return (f"more than {r.get('limit_mb')} MB {'with' if r['training'] else 'without'} training (killed "
+                    "for memory: grading did not finish)")
         if not r.get("limit_mb"):
             return text + " (no limit)"
         ok = not r.get("oom_kills") and r.get("score") == r.get("max_score")
@@ -131,7 +134,10 @@ def _judge_measured(name: str, measured: dict[str, Any], memory_mb: int) -> tupl
             f"{measured.get('measured', '?')}, `{measured.get('command', '?')}`). "
             f"Container memory to choose: at least {recommended} MB.")
     if memory_mb < recommended:
-        return note, (f"{name}: the container has {memory_mb} MB but run_autograder was measured at up to "
-                      f"{peak} MB: choose at least {recommended} MB in the assignment's autograder settings and "
-                      "pass --memory-mb with it.")
+        killed = [r for r in runs if r.get("oom_kills")]
+        measured_text = (f"was killed for memory under {max(r.get('limit_mb') or 0 for r in killed)} MB"
+                         if killed else f"was measured at up to {peak} MB")
+        return note, (f"{name}: the container has {memory_mb} MB but run_autograder {measured_text}: choose at "
+                      f"least {recommended} MB in the assignment's autograder settings and pass --memory-mb "
+                      "with it.")
     return note, None
