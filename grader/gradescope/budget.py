@@ -141,3 +141,22 @@ def _judge_measured(name: str, measured: dict[str, Any], memory_mb: int) -> tupl
                       f"least {recommended} MB in the assignment's autograder settings and pass --memory-mb "
                       "with it.")
     return note, None
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds after the start of grading: stop starting checks; then stop and write what is known."""
+
+    soft_s: float  # no check starts after this (the engine's `deadline`)
+    hard_s: float  # results so far are written and grading stops
+
+
+def deadlines(rubric: Rubric, budget_s: float) -> Deadlines:
+    """Leave room before the budget runs out for the longest single check, then for writing results."""
+    timeout = float(rubric.limits.get("timeout_s", Limits().timeout_s))
+    longest = max([timeout, *(float(c.timeout_s or 0) for c in rubric.checks),
+                   *(float(c.params.get("max_seconds", DEFAULT_TRAINING_S)) + timeout
+                     for c in rubric.checks if c.training)])
+    hard = budget_s - min(10.0, budget_s / 10)
+    soft = max(budget_s / 2, hard - longest)
+    return Deadlines(soft_s=min(soft, hard), hard_s=hard)
