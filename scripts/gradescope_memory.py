@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             root.remove()
     record = {"command": "sudo .venv/bin/python scripts/gradescope_memory.py --write",
               "measured": time.strftime("%Y-%m-%d", time.gmtime()), "limit_mb": args.limit_mb,
-              "environment": f"clean Debian {clean_os.SUITE} root, {torch_version.removeprefix('setup: ready ')}, "
+              "environment": f"clean Debian {clean_os.SUITE} root, {torch_version.removeprefix('setup: ready (').removesuffix(')')}, "
                              f"{platform.machine()}, GRADER_THREADS=1",
               "assignments": figures}
     print(json.dumps(record, indent=1))
