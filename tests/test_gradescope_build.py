@@ -370,3 +370,35 @@ def test_reaping_kills_every_process_of_the_sandbox_user_and_only_those(monkeypa
         for p in (student, bystander):
             p.kill()
             p.wait()
+
+
+# --- measured memory (scripts/gradescope_memory.py writes grader/gradescope/measured_memory.json) ----------
+
+
+def _measured(tmp_path: Path, *resident_mb: int, oom: int = 0) -> Path:
+    runs = [{"training": i == 0, "limit_mb": 768, "charged_mb": r + 10, "resident_mb": r, "oom_kills": oom,
+             "score": 90.0, "max_score": 90.0} for i, r in enumerate(resident_mb)]
+    path = tmp_path / "measured.json"
+    path.write_text(json.dumps({"command": "cmd", "measured": "2026-12-01", "limit_mb": 768, "environment": "env",
+                                "assignments": {"x": runs}}))
+    return path
+
+
+def test_a_measured_peak_sets_the_recommended_container_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "MEASURED_MEMORY", _measured(tmp_path, 600, 500))
+    a = budget.assess(_rubric(memory_mb=400))
+    (note,) = a.notes
+    assert "600 MB with training (under 768 MB: fits); 500 MB without training" in note
+    assert "at least 768 MB" in note  # 690 -> 768
+    assert a.warnings == []
+    monkeypatch.setattr(budget, "MEASURED_MEMORY", _measured(tmp_path, 900, 500, oom=1))
+    a = budget.assess(_rubric(memory_mb=400))
+    assert "more than 768 MB with training (killed for memory" in a.notes[0]
+    (warning,) = a.warnings
+    assert "killed for memory under 768 MB" in warning and "at least 1280 MB" in warning  # 900 * 1.15 -> 1280
+    assert budget.assess(_rubric(memory_mb=400), memory_mb=1280).warnings == []
+
+
+def test_no_measurement_no_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "MEASURED_MEMORY", tmp_path / "absent.json")
+    assert budget.assess(_rubric(memory_mb=400)).notes == []

@@ -11,7 +11,10 @@ prints these as warnings. The same numbers set the run's deadlines
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from grader.rubric.model import Rubric
 from grader.sandbox.client import Limits
@@ -28,6 +31,11 @@ GRADER_PROCESS_MB = 350
 # rubric says otherwise (limits.max_reply_mb): the grader reads a reply into its
 # own memory, and the default 512 MB cannot be spared out of 768.
 GRADESCOPE_MAX_REPLY_MB = 128
+# Peak memory of run_autograder for the bundled assignments, measured in a clean Debian root with the CPU
+# build of torch by scripts/gradescope_memory.py (the file says when, with what and how).
+MEASURED_MEMORY = Path(__file__).resolve().parent / "measured_memory.json"
+# Room left above a measured peak when recommending a container size: another torch version, another seed.
+MEMORY_MARGIN = 1.15
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Assessment:
     child_memory_mb: int
     container_memory_mb: int
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # measured figures, for the instructor's information
 
 
 def training_seconds(rubric: Rubric) -> float:
@@ -77,8 +86,61 @@ def assess(rubric: Rubric, *, timeout_s: float = GRADESCOPE_TIMEOUT_S,
                         "killer rather than by the grader's limit with a clear message. Set limits.memory_mb to "
                         f"at most {room}, or choose a larger container in Gradescope's settings and pass "
                         "--memory-mb with its size.")
+    notes = []
+    measured = measured_memory(name)
+    if measured is not None:
+        note, warning = _judge_measured(name, measured, memory_mb)
+        notes.append(note)
+        warnings += [warning] if warning else []
     return Assessment(budget_s=budget, training_s=training, estimate_s=estimate, child_memory_mb=child_mb,
-                      container_memory_mb=memory_mb, warnings=warnings)
+                      container_memory_mb=memory_mb, warnings=warnings, notes=notes)
+
+
+def measured_memory(assignment: str, path: Path | None = None) -> dict[str, Any] | None:
+    """The measured runs of `assignment` and how they were measured, or None (not a bundled one, no file)."""
+    try:
+        record = json.loads((path or MEASURED_MEMORY).read_text())
+        runs = record["assignments"][assignment]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {**{k: v for k, v in record.items() if k != "assignments"}, "runs": runs}
+
+
+def recommended_memory_mb(measured: dict[str, Any]) -> int:
+    """The container memory to choose: the largest peak measured, plus a margin, rounded up to 256 MB."""
+    peak = max(float(r["resident_mb"]) for r in measured["runs"])
+    need = peak * MEMORY_MARGIN
+    return int(-(-need // 256) * 256)
+
+
+def _judge_measured(name: str, measured: dict[str, Any], memory_mb: int) -> tuple[str, str | None]:
+    """(a note with the figures, a warning when the container chosen is smaller than they call for)."""
+    runs = measured["runs"]
+
+    def describe_run(r: dict[str, Any]) -> str:
+        text = f"{r['resident_mb']} MB {'with' if r['training'] else 'without'} training"
+        if r.get("oom_kills"):
+            return (f"more than {r.get('limit_mb')} MB {'with' if r['training'] else 'without'} training (killed "
+                    "for memory: grading did not finish)")
+        if not r.get("limit_mb"):
+            return text + " (no limit)"
+        ok = not r.get("oom_kills") and r.get("score") == r.get("max_score")
+        return text + f" (under {r['limit_mb']} MB: {'fits' if ok else 'killed for memory' if r.get('oom_kills') else 'wrong score'})"
+
+    peak = max(r["resident_mb"] for r in runs)
+    recommended = recommended_memory_mb(measured)
+    note = (f"{name}: run_autograder's measured peak memory (all processes, resident): "
+            f"{'; '.join(describe_run(r) for r in runs)} ({measured.get('environment', '?')}, "
+            f"{measured.get('measured', '?')}, `{measured.get('command', '?')}`). "
+            f"Container memory to choose: at least {recommended} MB.")
+    if memory_mb < recommended:
+        killed = [r for r in runs if r.get("oom_kills")]
+        measured_text = (f"was killed for memory under {max(r.get('limit_mb') or 0 for r in killed)} MB"
+                         if killed else f"was measured at up to {peak} MB")
+        return note, (f"{name}: the container has {memory_mb} MB but run_autograder {measured_text}: choose at "
+                      f"least {recommended} MB in the assignment's autograder settings and pass --memory-mb "
+                      "with it.")
+    return note, None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class BuildReport:
     members: list[str] = field(default_factory=list)
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def build_zip(assignment: str, output: Path, *, repo_root: Path = layout.REPO_ROOT,
@@ -35,7 +36,8 @@ def build_zip(assignment: str, output: Path, *, repo_root: Path = layout.REPO_RO
     if not rubric_path.is_file():
         raise FileNotFoundError(f"no rubric {rubric_path} (known assignments: {', '.join(course.assignments()) or 'none'})")
     rubric = load_rubric(rubric_path, course=course)
-    report = BuildReport(output=output, warnings=budget.assess(rubric, timeout_s=timeout_s, memory_mb=memory_mb).warnings)
+    assessment = budget.assess(rubric, timeout_s=timeout_s, memory_mb=memory_mb)
+    report = BuildReport(output=output, warnings=assessment.warnings, notes=assessment.notes)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:

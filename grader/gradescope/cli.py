@@ -26,6 +26,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     except (RubricError, RubricErrors) as exc:
         print(f"grader: the rubric cannot be used, no zip written:\n{describe(exc)}", file=sys.stderr)
         return EXIT_RUBRIC
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {report.output} ({len(report.members)} files, {report.bytes / 1024:.0f} KiB): upload it as the "

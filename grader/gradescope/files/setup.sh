@@ -6,7 +6,8 @@
 #   1. system packages, best effort: bubblewrap (the sandbox's strongest level)
 #      and a Python >= 3.11 (the numpy pin needs it; Ubuntu 22.04's python3 is 3.10);
 #   2. a venv at $AUTOGRADER_ROOT/venv with pinned packages, pip only: torch's
-#      CPU build from PyTorch's CPU index, then requirements/common.txt;
+#      CPU build from PyTorch's CPU index, then requirements/common.txt
+#      (GRADER_TORCH_WHEELS=DIR, for the clean-OS test only: torch from DIR's wheels);
 #   3. datasets, best effort: MNIST and Fashion-MNIST through torchvision into
 #      source/data (Gradescope's build has network; grading does not need it);
 #   4. the unprivileged user grader-student that student code runs as when
@@ -46,7 +47,19 @@ python=$(has_python311) || { echo "setup: no Python >= 3.11 found (tried python3
 # 2. pinned Python packages, CPU build of torch ------------------------------------------
 "$python" -m venv "$venv"
 pip=("$venv/bin/pip" install --disable-pip-version-check --no-input -q)
-"${pip[@]}" --index-url https://download.pytorch.org/whl/cpu -r requirements/torch-cpu.txt
+if [ -n "${GRADER_TORCH_WHEELS:-}" ]; then
+  # Tests only (the clean-OS check): PyTorch's CPU index is out of reach there, so torch comes from
+  # the wheels in this folder (torchvision too if one is there; grading does not need it). Gradescope
+  # never sets this.
+  shopt -s nullglob
+  wheels=("$GRADER_TORCH_WHEELS"/torch-*.whl "$GRADER_TORCH_WHEELS"/torchvision-*.whl)
+  shopt -u nullglob
+  [ ${#wheels[@]} -gt 0 ] || { echo "setup: GRADER_TORCH_WHEELS=$GRADER_TORCH_WHEELS holds no torch wheel" >&2; exit 1; }
+  warn "torch from ${wheels[*]} (GRADER_TORCH_WHEELS), not the pins in requirements/torch-cpu.txt"
+  "${pip[@]}" "${wheels[@]}"
+else
+  "${pip[@]}" --index-url https://download.pytorch.org/whl/cpu -r requirements/torch-cpu.txt
+fi
 "${pip[@]}" -r requirements/common.txt
 
 # 3. datasets (best effort) -----------------------------------------------------------------
