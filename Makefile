@@ -10,8 +10,10 @@ demo: setup
 test-tools:
 	@bash scripts/test-tools.sh
 
+# Both cores: the suite's files run in two workers (a file stays in one), then the serial tests alone.
 test: setup test-tools
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	.venv/bin/python -m pytest -q -m serial
 
 bench: setup
 	.venv/bin/python benchmarks/run.py

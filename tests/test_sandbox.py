@@ -12,6 +12,8 @@ from conftest import ROOT, make_submission
 from grader.sandbox.client import Limits, Sandbox
 from grader.sandbox.isolation import bwrap_works, choose_level
 
+pytestmark = pytest.mark.serial  # see pyproject.toml: run alone, after the parallel part
+
 CODE = '''
 import os, sys, time, subprocess
 import torch

