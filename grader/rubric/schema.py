@@ -12,7 +12,6 @@ import json
 from importlib import resources
 from typing import Any, Mapping
 
-from grader.checks.options import kind_schema, type_phrase, unknown_options
 
 
 def base_schema() -> dict[str, Any]:
@@ -21,6 +20,8 @@ def base_schema() -> dict[str, Any]:
 
 def rubric_schema(registry: Mapping[str, Any]) -> dict[str, Any]:
     """The base schema with one typed ``params`` clause per registered kind that declares its options."""
+    from grader.checks.options import kind_schema  # here: importing grader.checks imports torch (see engine.prestart)
+
     schema = base_schema()
     clauses = schema["$defs"]["check"].setdefault("allOf", [])
     for kind, cls in sorted(registry.items()):
@@ -33,6 +34,8 @@ def rubric_schema(registry: Mapping[str, Any]) -> dict[str, Any]:
 
 def message(error: Any) -> str:
     """jsonschema's message, in plainer words where it helps ('five' is not an integer)."""
+    from grader.checks.options import type_phrase
+
     if error.validator == "type":
         return f"{error.instance!r} is not {type_phrase(error.validator_value)}"
     return str(error.message)
@@ -40,6 +43,8 @@ def message(error: Any) -> str:
 
 def unknown_option_errors(data: Any, registry: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
     """(path, problem, suggestion) for every ``params`` name its kind does not declare."""
+    from grader.checks.options import unknown_options
+
     out: list[tuple[str, str, str | None]] = []
     questions = data.get("questions") if isinstance(data, dict) else None
     for qi, q in enumerate(questions if isinstance(questions, list) else []):
