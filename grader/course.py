@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from grader.errors import RubricError, UsageError
+from grader.trusted_import import import_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINT_GROUP = "grader.check_kinds"
@@ -149,17 +149,9 @@ class Course:
 
 def _import_file(module_name: str, path: Path) -> None:
     """Import one trusted course file under a name of its own (a second call does nothing)."""
-    if module_name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise RubricError(str(path), "", "cannot import this file of the course's check kinds")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
-    except BaseException as exc:
-        del sys.modules[module_name]
+        import_file(module_name, path)
+    except Exception as exc:
         raise RubricError(str(path), "", f"the course's check kinds failed to import: {type(exc).__name__}: {exc}") from exc
 
 

@@ -20,7 +20,12 @@ import yaml
 
 from conftest import ROOT, grade
 
-MISSING = object()  # the key is absent from answers.yaml
+class _Missing:
+    def __repr__(self) -> str:  # a stable test id: pytest-xdist's workers must collect the same ids
+        return "MISSING"
+
+
+MISSING = _Missing()  # the key is absent from answers.yaml
 
 # (check id in rubrics/a2.yaml, answer, params overridden, expected score, phrase in feedback)
 ANSWER_CASES = [

@@ -445,3 +445,16 @@ def test_a_model_that_looks_labels_up_fails_its_training_checks(lookup_submissio
         assert "below the" in feedback and "did not learn" in feedback, feedback
     for check in ("p5.LR", "p7.LeNet.structure"):  # the structures are right, and keep their points
         assert scores[check][0] == scores[check][1], scores[check]
+
+
+def test_the_judge_imports_a_reference_that_defines_a_dataclass(tmp_path: Path) -> None:
+    """A dataclass looks its module up in sys.modules while it is made: the judge's import of a reference must
+    register the module first (a2's step timing failed as a grader error for exactly this)."""
+    from grader.judge import worker
+
+    path = tmp_path / "ref_with_dataclass.py"
+    path.write_text("from dataclasses import dataclass\n\n@dataclass\nclass Config:\n    width: int = 3\n\n"
+                    "def build():\n    return Config().width\n")
+    module = worker._reference_module(str(path), "ref_with_dataclass")
+    assert module.build() == 3
+    assert worker._reference_module(str(path), "ref_with_dataclass") is module  # once per process

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "grader"
 
 # Modules both the child and the judge may import: plain-data message types and pure compute libraries.
-SHARED = {"grader", "grader.protocol", "grader.rlimits", "grader.cores", "grader.models", "grader.probes", "grader.training", "grader.training.harness",
+SHARED = {"grader", "grader.protocol", "grader.rlimits", "grader.cores", "grader.trusted_import", "grader.models", "grader.probes", "grader.training", "grader.training.harness",
           "grader.training.fitting", "grader.training.loops"}
 
 

@@ -19,7 +19,6 @@ and runs in a fresh process forked for it by `grader.judge.server`:
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from grader.trusted_import import load_reference
 from grader.judge.graph import build, validate
 from grader.probes import channel_probe
 from grader.training.fitting import fit_and_predict, settings_from_plain, step_cpu_seconds
@@ -110,15 +110,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
 
 def _reference_module(path: str, name: str) -> Any:
     """The instructor's reference module (trusted), imported from its file once per worker."""
-    module_name = f"grader_reference_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, Path(path))
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[module_name] = module
-    return sys.modules[module_name]
+    return load_reference(path, name)
 
 
 def step_cost(job: dict[str, Any]) -> dict[str, Any]:

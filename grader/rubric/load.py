@@ -7,8 +7,6 @@ known one. Mistakes here are the course's, and are worded for instructors.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from grader import trusted_import
 from grader.course import Course
 from grader.errors import RubricError, RubricErrors
 from grader.rubric.model import CheckSpec, KnownMistake, Question, Rubric, RubricItem
@@ -73,24 +72,8 @@ def suggest(name: str, options: Any) -> str | None:
 
 
 def load_reference(path: Path, name: str) -> ModuleType:
-    """Import the instructor's reference module (trusted code) from its file.
-
-    The module's name carries a digest of its path: two courses may both have a reference called hw1."""
-    digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:10]
-    module_name = f"grader_reference_{name}__{digest}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[module_name]
-        raise
-    return module
+    """Import the instructor's reference module (trusted code) from its file (`grader.trusted_import`)."""
+    return trusted_import.load_reference(path, name)
 
 
 def load_rubric(path: Path, *, with_reference: bool = True, course: Course | None = None) -> Rubric:
