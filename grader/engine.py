@@ -261,22 +261,27 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
         for spec in rubric.checks:
             kind = REGISTRY[spec.kind]
             check = kind(spec)
-            results: list[CheckResult] | None = None
+            not_run: Outcome | None = None
             if spec.training and skip_training:
-                result = finish(spec, Outcome(passed=False, skipped=True, feedback=["Skipped: training checks are off (--skip-training)."]))
+                not_run = Outcome(passed=False, skipped=True, feedback=["Skipped: training checks are off (--skip-training)."])
             elif deadline is not None and time.monotonic() > deadline:
-                result = finish(spec, Outcome.undecided("Not run: the grader's overall time budget ran out before this "
-                                                         "check; the course staff will review it."))
+                not_run = Outcome.undecided("Not run: the grader's overall time budget ran out before this "
+                                            "check; the course staff will review it.")
             elif kind.needs_code and files.code is None:
-                result = finish(spec, Outcome.fail("missing", no_code))
+                not_run = Outcome.fail("missing", no_code)
             elif kind.needs_code and load is not None and not load.names and load.errors:
-                result = finish(spec, Outcome.fail("not_loaded", "Your code could not be loaded: " + " | ".join(load.errors[:3])))
+                not_run = Outcome.fail("not_loaded", "Your code could not be loaded: " + " | ".join(load.errors[:3]))
+            if not_run is not None:
+                # A kind with one result per test (grader.checks.unittest_kind) says so for each of its tests.
+                each = getattr(check, "results_not_run", None)
+                results = each(ctx, not_run) if callable(each) else [finish(spec, not_run)]
             elif callable(getattr(check, "run_each", None)):
-                results = check.run_each(ctx)  # a kind with one result per test (grader.checks.unittest_kind)
+                results = check.run_each(ctx)
             else:
                 result = timed_run(check, ctx)
                 _add_load_hint(result, spec, load)
-            for result in results if results is not None else [result]:
+                results = [result]
+            for result in results:
                 run.results.append(result)
                 if on_result:
                     on_result(result)

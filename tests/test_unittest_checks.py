@@ -263,8 +263,12 @@ def test_rubric_rejects_bad_options(course: Path, tmp_path: Path) -> None:
     bad.parent.mkdir()
     (tmp_path / "reference").mkdir()
     (tmp_path / "reference" / "ut.py").write_text(REFERENCE)
-    bad.write_text(RUBRIC.replace("params: {file: ut_tests/test_main.py}", "params: {file: ../x.py, tmeout: 3}"))
-    with pytest.raises(RubricErrors) as err:
-        load_rubric(bad)
-    text = str(err.value)
-    assert "must be inside the rubric's folder" in text and "no option 'tmeout'" in text
+    # An unknown option is caught by the schema built from the kind's declared options (with a "did you mean");
+    # a path outside the rubric's folder by the kind's own meaning check.
+    for params, expected in [("{file: ut_tests/test_main.py, tmeout: 3}", "no option 'tmeout' (did you mean 'test_timeout_s'?)"),
+                             ("{file: ../x.py}", "must be inside the rubric's folder"),
+                             ("{file: ut_tests/test_main.py, test_timeout_s: -1}", "params.test_timeout_s")]:
+        bad.write_text(RUBRIC.replace("params: {file: ut_tests/test_main.py}", f"params: {params}"))
+        with pytest.raises(RubricErrors) as err:
+            load_rubric(bad)
+        assert expected in str(err.value), str(err.value)

@@ -353,6 +353,20 @@ class UnittestCheck(Check):
             _fixture(getattr(self._module, "tearDownModule", None), "tearDownModule")
         return results
 
+    def _test_spec(self, test: TestInfo) -> CheckSpec:
+        return CheckSpec(id=f"{self.spec.id}.{test.method.removeprefix('test_')}", kind=self.kind,
+                         question=self.spec.question, title=test.title, points=test.weight,
+                         visibility=test.visibility, path=self.spec.path)  # the test's weight is its whole rubric
+
+    def results_not_run(self, ctx: Context, outcome: Outcome) -> list[CheckResult]:
+        """`outcome` (no code, code that did not load, the time budget spent...) for each test, as one result per
+        test: the results' ids and points do not depend on what the submission did."""
+        try:
+            tests = self.load_tests(ctx)
+        except TestFileError:
+            return [finish(self.spec, outcome)]
+        return [finish(self._test_spec(test), outcome) for test in tests]
+
     def _limit(self, ctx: Context) -> float:
         return float(self.spec.params.get("test_timeout_s") or ctx.timeout(self.spec))
 
@@ -387,9 +401,7 @@ class UnittestCheck(Check):
 
     def _result(self, test: TestInfo, record: TestRecord, proxy: StudentProxy, score: Any, seconds: float,
                 limit: float) -> CheckResult:
-        spec = CheckSpec(id=f"{self.spec.id}.{test.method.removeprefix('test_')}", kind=self.kind,
-                         question=self.spec.question, title=test.title, points=test.weight,
-                         visibility=test.visibility, path=self.spec.path)  # the test's weight is its whole rubric
+        spec = self._test_spec(test)
         fault = [text for text, touched in record.errors if not touched]
         student_errors = [text for text, touched in record.errors if touched]
         if record.timed_out and not proxy.touched:

@@ -23,13 +23,14 @@ from grader.data.errors import (
 )
 from grader.data.idx import read_header, read_idx, write_idx
 
-# Names whose modules import torch are loaded on first use (PEP 562), so that finding datasets and their
+# Names whose modules import torch are loaded on first use (PEP 562; no module is named like one of its
+# names, or importing the module would shadow the name), so that finding datasets and their
 # label files (`grader.training.label_files`, used before a sandbox child starts) costs no torch import.
 _LAZY = {
     "clear_memory_cache": "loading", "first_available": "loading", "load_dataset": "loading",
     "BinaryPair": "records", "Dataset": "records", "DatasetStatus": "records",
-    "STATUS_COLUMNS": "status", "dataset_status": "status", "status": "status", "status_rows": "status",
-    "status_table": "status", "binary_pair": "subsets",
+    "STATUS_COLUMNS": "availability", "dataset_status": "availability", "status": "availability",
+    "status_rows": "availability", "status_table": "availability", "binary_pair": "subsets",
 }
 
 
