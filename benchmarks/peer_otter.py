@@ -34,6 +34,22 @@ OTTER_PINS = [f"otter-grader=={OTTER_VERSION}", "ipykernel==7.4.0"]
 INIT_CELL = "import otter\ngrader = otter.Notebook()"
 
 _PRELUDE = ">>> import torch, torch.nn.functional as F\n>>> _ = torch.manual_seed(0)\n"
+# Both losses are checked the same way (any batch size, a batch mean accepted, gradients compared).
+LOSS_OK = """\
+>>> def _loss_ok(fn, ref):
+...     for N in (1, 7, 64):
+...         z = (3 * torch.randn(N)).requires_grad_()
+...         y = torch.where(torch.randn(N) > 0, 1.0, -1.0)
+...         got, want = fn(z, y), ref(z, y)
+...         want = want.mean() if got.dim() == 0 else want
+...         if got.shape != want.shape or not torch.allclose(got, want, atol=1e-5):
+...             return False
+...         g1, = torch.autograd.grad(got.sum(), z)
+...         g2, = torch.autograd.grad(want.sum(), z)
+...         if not torch.allclose(g1, g2, atol=1e-5):
+...             return False
+...     return True
+"""
 # name -> (points, doctest body after the prelude). Every expected value is computed here, not taken from
 # the submission: differences, avg_pool2d, the BT.601 weights, the losses' formulas, autograd Jacobians,
 # LeCun's Table I.
@@ -62,40 +78,14 @@ True
 >>> tuple(w.shape) == (1, 3, 1, 1) and torch.allclose(w.reshape(-1).float(), torch.tensor([0.299, 0.587, 0.114]), atol=1e-3)
 True
 """),
-    "p5_loss_function": (6, """\
->>> def _loss_ok(fn, ref):
-...     for N in (1, 7, 64):
-...         z = (3 * torch.randn(N)).requires_grad_()
-...         y = torch.where(torch.randn(N) > 0, 1.0, -1.0)
-...         got, want = fn(z, y), ref(z, y)
-...         want = want.mean() if got.dim() == 0 else want
-...         if got.shape != want.shape or not torch.allclose(got, want, atol=1e-5):
-...             return False
-...         g1, = torch.autograd.grad(got.sum(), z)
-...         g2, = torch.autograd.grad(want.sum(), z)
-...         if not torch.allclose(g1, g2, atol=1e-5):
-...             return False
-...     return True
+    "p5_loss_function": (6, LOSS_OK + """\
 >>> def _mse_sigmoid(z, y):
 ...     p, q = torch.sigmoid(z), torch.sigmoid(-z)
 ...     return 0.5 * (1 - y) * ((1 - q) ** 2 + p ** 2) + 0.5 * (1 + y) * (q ** 2 + (1 - p) ** 2)
 >>> _loss_ok(loss_function, _mse_sigmoid)
 True
 """),
-    "p5_logistic_loss": (6, """\
->>> def _loss_ok(fn, ref):
-...     for N in (1, 7, 64):
-...         z = (3 * torch.randn(N)).requires_grad_()
-...         y = torch.where(torch.randn(N) > 0, 1.0, -1.0)
-...         got, want = fn(z, y), ref(z, y)
-...         want = want.mean() if got.dim() == 0 else want
-...         if got.shape != want.shape or not torch.allclose(got, want, atol=1e-5):
-...             return False
-...         g1, = torch.autograd.grad(got.sum(), z)
-...         g2, = torch.autograd.grad(want.sum(), z)
-...         if not torch.allclose(g1, g2, atol=1e-5):
-...             return False
-...     return True
+    "p5_logistic_loss": (6, LOSS_OK + """\
 >>> _loss_ok(logistic_loss, lambda z, y: -F.logsigmoid(y * z))
 True
 """),

@@ -59,18 +59,24 @@ def build_model(ns: Namespace, r: dict[str, Any]) -> torch.nn.Module:
     return model
 
 
+def _student_loss(ns: Namespace, r: dict[str, Any]) -> tuple[Any, str]:
+    """The student's loss function a binary run trains with (None otherwise), and its name."""
+    loss_name = r.get("loss_target") or "loss"
+    if not r.get("binary"):
+        return None, loss_name
+    loss = ns.lookup(loss_name)
+    if not _callable(loss):
+        raise StudentError(f"TypeError: '{loss_name}' is a {_type(loss).__name__}, not a function", None)
+    return loss, loss_name
+
+
 @operation("train")
 def train(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
     settings = settings_from_plain(r["settings"])
     train_x = _uint8_images(r["train_images"], "train_images")
     train_y = _labels(r["train_labels"], "train_labels")
     eval_x = _uint8_images(r["eval_images"], "eval_images")
-    loss = None
-    loss_name = r.get("loss_target") or "loss"
-    if r.get("binary"):
-        loss = ns.lookup(loss_name)
-        if not _callable(loss):
-            raise StudentError(f"TypeError: '{loss_name}' is a {_type(loss).__name__}, not a function", None)
+    loss, loss_name = _student_loss(ns, r)
     torch.manual_seed(settings.seed)  # identical initial weights for identical code
     model = build_model(ns, r)
     result = fit_and_predict(model, train_x, train_y, eval_x, settings=settings, binary=bool(r.get("binary")),
@@ -101,12 +107,7 @@ def step_cost(ns: Namespace, r: dict[str, Any]) -> dict[str, Any]:
     settings = settings_from_plain(r["settings"])
     train_x = _uint8_images(r["train_images"], "train_images")
     train_y = _labels(r["train_labels"], "train_labels")
-    loss = None
-    loss_name = r.get("loss_target") or "loss"
-    if r.get("binary"):
-        loss = ns.lookup(loss_name)
-        if not _callable(loss):
-            raise StudentError(f"TypeError: '{loss_name}' is a {_type(loss).__name__}, not a function", None)
+    loss, loss_name = _student_loss(ns, r)
     torch.manual_seed(settings.seed)
     model = build_model(ns, r)
     cost = step_cpu_seconds({"student": (model, loss)}, train_x, train_y, settings=settings,
