@@ -329,12 +329,11 @@ def _done_line(name: str, run) -> str:
 def cmd_rubric_kinds(args: argparse.Namespace) -> int:
     """The check kinds a rubric can name (with the course's own) and their options, from their declarations."""
     from grader.checks import REGISTRY
-    from grader.course import load_entry_point_kinds
+    from grader.course import Course
     from grader.rubric.kinds import describe_kinds
     from grader.rubric.load import suggest
 
-    _course(args)  # registers the course's extra kinds
-    load_entry_point_kinds()
+    (_course(args) or Course.default()).register_check_kinds()  # the course's extra kinds, and the entry points'
     for name in args.kinds:
         if name not in REGISTRY:
             close = suggest(name, REGISTRY)

@@ -46,16 +46,18 @@ class Course:
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> "Course":
-        """The course in ``folder``; raises UsageError saying what is missing. Registers its extra check kinds."""
+        """The course in ``folder``; raises UsageError saying what is missing.
+
+        Finding a course imports nothing: its extra check kinds (and torch, which every check kind
+        imports) are registered by `register_check_kinds`, which `load_rubric` calls. `grader check`
+        finds the rubric before it spawns the sandbox child, and must not import torch until then."""
         root = Path(folder).expanduser().resolve()
         if not root.is_dir():
             raise UsageError(f"course folder {folder} does not exist (a course folder holds rubrics/ and reference/)")
         if not (root / "rubrics").is_dir():
             raise UsageError(f"{folder} is not a course folder: it has no rubrics/ folder "
                              "(expected rubrics/NAME.yaml and reference/MODULE.py)")
-        course = cls(root)
-        course.register_check_kinds()
-        return course
+        return cls(root)
 
     @classmethod
     def default(cls) -> "Course":
@@ -70,9 +72,7 @@ class Course:
     @classmethod
     def for_rubric(cls, rubric_path: str | os.PathLike[str]) -> "Course":
         """The course a rubric file belongs to: the folder holding the ``rubrics/`` folder it sits in."""
-        course = cls(Path(rubric_path).resolve().parent.parent)
-        course.register_check_kinds()
-        return course
+        return cls(Path(rubric_path).resolve().parent.parent)
 
     # --- what it holds -------------------------------------------------------------------------
 

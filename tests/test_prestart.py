@@ -32,24 +32,29 @@ SMALL_HW4 = textwrap.dedent('''
 
 
 def test_the_cli_start_up_imports_no_torch_before_the_child_is_spawned():
-    """What `grader check` runs before `prestart` (its imports, --device auto, prestart itself) leaves torch
-    unimported in the parent, and the child is running by then: the two torch imports overlap."""
+    """What `grader check` runs before `prestart` (its imports, finding the course and the rubric, --device
+    auto) leaves torch unimported in the parent, and the child is running by then: the two torch imports
+    overlap. The real `cmd_check` runs, with `prestart` wrapped to look at the process when it returns."""
     code = textwrap.dedent(f'''
         import sys
-        from pathlib import Path
-        import grader.cli, grader.engine, grader.report.gradescope, grader.report.terminal, grader.rubric.load
-        from grader.cli import _device, _no_gpu_here
-        device = _device("auto") if _no_gpu_here() else "cpu"
-        early = grader.engine.prestart(Path({str(EXAMPLES / "hw4" / "correct")!r}), Path({str(HW4)!r}), device=device)
-        try:
-            assert early is not None and early.sandbox is not None, "no child was prestarted"
-            assert early.sandbox.alive(), "the prestarted child is not running"
-            assert early.sandbox.warm_export, "hw4 exports models: the child should warm torch.export"
-            assert "torch" not in sys.modules, "torch was imported before the child was spawned"
-        finally:
-            early.close()
-        assert not early.sandbox.alive()
-        print("ok")
+        import grader.engine
+        real = grader.engine.prestart
+        def prestart(*args, **kwargs):
+            torch_before = "torch" in sys.modules
+            early = real(*args, **kwargs)
+            try:
+                assert early is not None and early.sandbox is not None, "no child was prestarted"
+                assert early.sandbox.alive(), "the prestarted child is not running"
+                assert early.sandbox.warm_export, "hw4 exports models: the child should warm torch.export"
+                assert not torch_before and "torch" not in sys.modules, "torch was imported before the child was spawned"
+            finally:
+                early.close()
+            assert not early.sandbox.alive()
+            print("ok")
+            raise SystemExit(0)
+        grader.engine.prestart = prestart
+        from grader.cli import main
+        main(["check", {str(EXAMPLES / "hw4" / "correct")!r}, "--assignment", "hw4", "--skip-training", "-q"])
     ''')
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -83,7 +83,8 @@ def load_rubric(path: Path, *, with_reference: bool = True, course: Course | Non
 
     file = str(path)
     try:
-        course = course or Course.for_rubric(path)  # registers the course's own check kinds first
+        course = course or Course.for_rubric(path)
+        course.register_check_kinds()  # the course's own check kinds, before the rubric names them
     except RubricError as exc:
         raise RubricErrors([exc]) from None
     try:
