@@ -473,15 +473,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `grader` command. Called without arguments (the console script, `python -m grader`) it leaves
+    through `_leave`; called with a list (tests, other programs) it returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except UsageError as exc:
         print(f"grader: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    if argv is None:
+        _leave(code)
+    return code
+
+
+def _leave(code: int) -> None:
+    """End the process without the interpreter's teardown, once everything it owes is done.
+
+    Tearing down a process that has imported torch and torch._dynamo (with sympy) takes 1.5-2 s of CPU
+    here, spent freeing objects the exit frees anyway: a third of a quick `grader check`. What a normal
+    exit does that matters is done first: other non-daemon threads are waited for, the atexit handlers
+    run (multiprocessing's, which reaps children, and the sandbox's), and stdout and stderr are flushed.
+    Every file the grader writes is closed (and renamed into place) before a command returns."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`grader ... | head`): nothing more to say
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

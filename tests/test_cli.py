@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import textwrap
 import sys
 
 import jsonschema
@@ -120,3 +121,26 @@ def test_check_prints_a_student_view_without_hidden_checks(tmp_path):
     assert "Total: 38 / 75" in student.stdout and "avgpool_as_conv" not in student.stdout
     assert "Total: 38 / 90 (students see 38 / 75: hidden checks left out)" in instructor.stdout
     assert "avgpool_as_conv" in instructor.stdout
+
+
+def test_leaving_without_teardown_still_does_what_an_exit_owes(tmp_path):
+    """`grader.cli._leave` skips the interpreter's teardown (1.5-2 s after torch._dynamo), but a thread still
+    running finishes, atexit handlers run, buffered output is all written, and the exit code is kept."""
+    code = textwrap.dedent(f'''
+        import atexit, sys, threading, time
+        from pathlib import Path
+        from grader.cli import _leave
+        out = Path({str(tmp_path)!r})
+        atexit.register(lambda: (out / "atexit").write_text("ran"))
+        def late():
+            time.sleep(0.3)
+            (out / "thread").write_text("done")
+        threading.Thread(target=late).start()
+        sys.stdout.write("x" * 200000 + "end")
+        _leave(7)
+        print("not reached")
+    ''')
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stdout == "x" * 200000 + "end"
+    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
