@@ -3,7 +3,10 @@
 Measures `grader check submissions_example/ds5220/correct --assignment ds5220`
 (training on, default budget) and `grader check submissions_example/hw4/correct
 --assignment hw4 --skip-training`, the figures the README quotes, interleaved with
-a bare `python -c "import torch"` (the floor: one torch import). For hw4 it also
+a bare `python -c "import torch"` (one torch import) and the sandbox child's own start-up
+alone (import torch, its operations, torch._dynamo through one warm-up torch.export: what the child
+must do, one step after the other, before it can export a student's model; the floor of any grading
+that judges a model). For hw4 it also
 prints where a grading's time goes: the engine's own part (from the JSON record:
 sandbox start and load, then each check kind) and the rest (interpreter,
 imports, rubric and reference loading, reports), with the 1-min load average.
@@ -27,6 +30,10 @@ CASES = {
     "hw4/correct --skip-training": ["submissions_example/hw4/correct", "--assignment", "hw4", "--skip-training"],
 }
 FLOOR = "python -c 'import torch'"
+CHILD = "the child's start-up alone"
+# What the sandbox child runs before its hello when the rubric exports models (grader.child.main).
+CHILD_CODE = ("import torch; from grader.child import ops; ops.load_operation_modules(); "
+              "from grader.child.operations import export; export.warm_up()")
 
 
 def run_case(args: list[str], seed: int, tmp: str) -> tuple[float, dict]:
@@ -37,9 +44,9 @@ def run_case(args: list[str], seed: int, tmp: str) -> tuple[float, dict]:
     return seconds, json.loads(Path(tmp, "record.json").read_text())
 
 
-def run_floor() -> float:
+def run_floor(code: str = "import torch") -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     return time.perf_counter() - started
 
 
@@ -64,12 +71,13 @@ def main() -> None:
 
     hw4 = yaml.safe_load((ROOT / "rubrics" / "hw4.yaml").read_text())
     kinds = {c["id"]: c["kind"] for q in hw4["questions"] for c in q["checks"]}
-    times: dict[str, list[float]] = {name: [] for name in [FLOOR, *CASES]}
+    times: dict[str, list[float]] = {name: [] for name in [FLOOR, CHILD, *CASES]}
     parts: dict[str, list[float]] = defaultdict(list)
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):  # interleaved: a change in the machine's load hits every case alike
             times[FLOOR].append(run_floor())
+            times[CHILD].append(run_floor(CHILD_CODE))
             for name, case in CASES.items():
                 seconds, record = run_case(case, i, tmp)
                 times[name].append(seconds)
@@ -79,6 +87,9 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
     for name, ts in times.items():
         print(f"{name:32s} median {statistics.median(ts):6.2f} s   runs: {', '.join(f'{t:.2f}' for t in ts)}")
+    hw4 = statistics.median(times["hw4/correct --skip-training"])
+    print(f"hw4/correct --skip-training against the child's start-up alone: "
+          f"{hw4 / statistics.median(times[CHILD]):.2f}x (ratio of medians)")
     print("where hw4/correct --skip-training goes (medians):")
     for part, ts in sorted(parts.items(), key=lambda kv: -statistics.median(kv[1])):
         print(f"  {statistics.median(ts):6.2f} s  {part}")

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.rubric.model import Rubric
-from grader.sandbox.client import Limits
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # `grader --help` and every command's parser read the constants below: keep them light
+    from grader.rubric.model import Rubric
 
 GRADESCOPE_TIMEOUT_S = 600.0  # default autograder timeout
 GRADESCOPE_MAX_TIMEOUT_S = 2400.0  # the most the settings allow
@@ -62,6 +64,8 @@ def assess(rubric: Rubric, *, timeout_s: float = GRADESCOPE_TIMEOUT_S,
     budget = float(rubric.limits.get("total_time_s", timeout_s))
     training = training_seconds(rubric)
     estimate = training + OVERHEAD_S
+    from grader.sandbox.client import Limits
+
     child_mb = int(rubric.limits.get("memory_mb", Limits().memory_mb))
     warnings = []
     if budget > GRADESCOPE_MAX_TIMEOUT_S:
@@ -153,6 +157,8 @@ class Deadlines:
 
 def deadlines(rubric: Rubric, budget_s: float) -> Deadlines:
     """Leave room before the budget runs out for the longest single check, then for writing results."""
+    from grader.sandbox.client import Limits
+
     timeout = float(rubric.limits.get("timeout_s", Limits().timeout_s))
     longest = max([timeout, *(float(c.timeout_s or 0) for c in rubric.checks),
                    *(float(c.params.get("max_seconds", DEFAULT_TRAINING_S)) + timeout
