@@ -1,4 +1,4 @@
-"""What goes into a Gradescope autograder, and where: one table for the zip and the Dockerfile.
+"""What goes into a Gradescope autograder, and where: the zip's table.
 
 Gradescope unpacks the zip into ``/autograder/source``, runs ``setup.sh``
 from there and copies ``run_autograder`` to ``/autograder/run_autograder``.
@@ -6,8 +6,8 @@ So the zip's root *is* ``source/``: the grader package, the assignment's
 rubric and reference module, and the pinned requirements, nothing else of the
 repository (no tests, no example submissions, no other assignments).
 
-The repository's Dockerfile copies the same entries to the same places (a
-test compares its COPY lines with this table).
+The repository's Dockerfile unpacks the zip itself into the image's
+``/autograder/source``, so the two cannot differ (tests/test_gradescope_build.py).
 """
 from __future__ import annotations
 
