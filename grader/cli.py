@@ -216,7 +216,7 @@ def cmd_kit_build(args: argparse.Namespace) -> int:
 
 def cmd_rubric_validate(args: argparse.Namespace) -> int:
     from grader.course import Course
-    from grader.rubric.load import load_rubric
+    from grader.rubric.load import load_rubric, support_file_problems
 
     course = _course(args)
     paths = list(args.paths)
@@ -229,6 +229,9 @@ def cmd_rubric_validate(args: argparse.Namespace) -> int:
     for path in paths:
         try:
             rubric = load_rubric(Path(path), course=course)
+            problems = support_file_problems(rubric)
+            if problems:
+                raise RubricErrors(problems)
         except (RubricError, RubricErrors) as exc:
             print(f"{path}: INVALID\n{describe(exc)}", file=sys.stderr)
             status = EXIT_RUBRIC

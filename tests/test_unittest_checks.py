@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import grade
+from conftest import ROOT, grade
 from grader.rubric.load import load_rubric
 
 pytestmark = pytest.mark.slow  # one grading with a sandbox restart after a timeout (about 10 s when the machine is quiet)
@@ -272,3 +272,22 @@ def test_rubric_rejects_bad_options(course: Path, tmp_path: Path) -> None:
         with pytest.raises(RubricErrors) as err:
             load_rubric(bad)
         assert expected in str(err.value), str(err.value)
+
+
+def test_rubric_validate_and_gradescope_build_report_a_broken_test_file(course: Path, tmp_path: Path, capsys) -> None:
+    """What grading reports as a grader error for each student (test_a_broken_test_file_...), `grader rubric
+    validate` reports once, before grading: the weights that do not add up and the file that does not import,
+    each at its place in the rubric. `grader gradescope build` refuses to write the zip for the same reasons."""
+    from grader.cli import main
+
+    code = main(["rubric", "validate", str(course / "rubrics" / "ut.yaml")])
+    err = capsys.readouterr().err
+    assert code == 3 and "ut.yaml: INVALID" in err, err
+    assert "add up to 2, but the rubric gives check q3.weights 0 points" in err and ".params.file" in err, err
+    assert "test_broken.py failed to import" in err, err
+    zip_path = tmp_path / "ut.zip"
+    code = main(["gradescope", "build", "--assignment", "ut", "--course", str(course), "-o", str(zip_path)])
+    err = capsys.readouterr().err
+    assert code == 3 and "add up to 2" in err and not zip_path.exists(), err
+    # The shipped hw4 rubric, with its p6.relu test file, is valid.
+    assert main(["rubric", "validate", str(ROOT / "rubrics" / "hw4.yaml")]) == 0

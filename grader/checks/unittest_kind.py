@@ -263,11 +263,26 @@ class UnittestCheck(Check):
 
     # --- loading the test file (the course's code: trusted, but it may be broken) ---------------------
 
+    @classmethod
+    def validate_files(cls, spec: CheckSpec, rubric_folder: Path) -> list[tuple[str, str]]:
+        """What `grader rubric validate` and `grader gradescope build` find wrong with the test file (it is
+        imported: the course's code). Grading does not refuse the rubric for it: the check alone becomes a
+        grader error, points kept."""
+        if cls.validate_spec(spec):
+            return []  # already reported
+        try:
+            cls(spec).read_tests(rubric_folder / str(spec.params["file"]))
+        except TestFileError as exc:
+            return [("params.file", str(exc))]
+        return []
+
     def test_file(self, ctx: Context) -> Path:
         return ctx.rubric.path.resolve().parent / str(self.spec.params["file"])
 
     def load_tests(self, ctx: Context) -> list[TestInfo]:
-        path = self.test_file(ctx)
+        return self.read_tests(self.test_file(ctx))
+
+    def read_tests(self, path: Path) -> list[TestInfo]:
         if not path.is_file():
             raise TestFileError(f"the test file {path} does not exist")
         digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.course import Course
+from grader.errors import RubricErrors
 from grader.gradescope import budget, layout
-from grader.rubric.load import load_rubric
+from grader.rubric.load import load_rubric, support_file_problems
 
 FIXED_DATE = (2020, 1, 1, 0, 0, 0)  # zip timestamps: reproducible archives
 
@@ -36,6 +37,9 @@ def build_zip(assignment: str, output: Path, *, repo_root: Path = layout.REPO_RO
     if not rubric_path.is_file():
         raise FileNotFoundError(f"no rubric {rubric_path} (known assignments: {', '.join(course.assignments()) or 'none'})")
     rubric = load_rubric(rubric_path, course=course)
+    problems = support_file_problems(rubric)  # a broken test file would cost every student's grading a review
+    if problems:
+        raise RubricErrors(problems)
     assessment = budget.assess(rubric, timeout_s=timeout_s, memory_mb=memory_mb)
     report = BuildReport(output=output, warnings=assessment.warnings, notes=assessment.notes)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,22 @@ def find_rubric(assignment: str, course: Course | None = None) -> Path:
                       suggestion=close[0] if close else None)
 
 
+def support_file_problems(rubric: Rubric) -> list[RubricError]:
+    """Problems in the files a rubric's checks read beside it at grading time (a unittest check's test file:
+    weights that do not add up to the check's points, an import that fails...), found by the kinds'
+    `validate_files`. Not part of `load_rubric`: at grading such a check alone is a grader error (points
+    kept); `grader rubric validate` and `grader gradescope build` report them."""
+    from grader.checks import REGISTRY
+
+    folder = rubric.path.resolve().parent
+    problems = []
+    for spec in rubric.checks:
+        validate = getattr(REGISTRY.get(spec.kind), "validate_files", None)
+        if validate is not None:
+            problems += [RubricError(str(rubric.path), f"{spec.path}.{p}", msg) for p, msg in validate(spec, folder)]
+    return problems
+
+
 def _json_path(parts: Any) -> str:
     out = ""
     for p in parts:
