@@ -35,7 +35,11 @@ for the data ones):
 
 Findings, most severe first (only the most severe is reported, so a rubric
 item for a mild one never hides a worse one): ``not_done`` (no model, it
-cannot be built or trained), ``wrong_output_shape``, ``diverged`` (NaN or
+cannot be built or trained), ``refused_graph`` (the judge would not run the
+graph: a lookup), ``answers_before_training`` (before any training the model
+already classifies the held-out images far better than chance, or better
+than training images: it carries their answers; judged models only, see
+`untrained_verdict`), ``wrong_output_shape``, ``diverged`` (NaN or
 infinite loss), ``too_slow`` (budget used up before ``min_epochs``, or
 predicting too slow), ``low_accuracy``.
 A run that reached no verdict for the grader's reasons (safety stop, no
@@ -71,7 +75,7 @@ from grader.training.plan import (
     validate_params,
 )
 
-FINDINGS = ("not_done", "refused_graph", "wrong_output_shape", "diverged", "too_slow", "low_accuracy")
+FINDINGS = ("not_done", "refused_graph", "answers_before_training", "wrong_output_shape", "diverged", "too_slow", "low_accuracy")
 SEVERITY = {name: i for i, name in enumerate(("error", "timeout", *FINDINGS))}
 # Seconds on top of the training and prediction budgets for a request: sending the
 # images, building the model, a first slow step.
@@ -292,6 +296,10 @@ class TrainingCheck(Check):
         if isinstance(verdict, RunOutcome):
             return verdict
         accuracy, report = verdict
+        if self._judged and self._judged[-1].method == "judge":
+            known = untrained_verdict(reply.value, what, split)
+            if known is not None:
+                return known
         threshold, basis = self._threshold(ctx, split, run, settings, predict_s)
         if isinstance(threshold, RunOutcome):
             return threshold
@@ -477,6 +485,58 @@ class TrainingCheck(Check):
             return ReferenceRun(accuracy=acc, epochs_done=rep.epochs_done, seconds=rep.seconds, final_loss=rep.final_loss)
 
         return reference_run(job, compute, reference_source=ctx.rubric.reference_path.read_text(), device=ctx.device)
+
+
+# An untrained model that gets this far from chance towards perfect on the held-out images knows their answers:
+# 3,000 randomly initialised LR models on hw4's 4-vs-9 task reach at most 75% (chance 50%, bar 87.5%), 30 random
+# LeNets, ds5220 CNNs and a2 MLPs at most 17% of ten classes (bar 77.5%); a memorised test set gives 100%.
+UNTRAINED_BAR = 0.75
+# The same model on held-out and on training images: a random model does as well on both, up to sampling noise;
+# a model that carries the test set's answers does better on it. Allowed gap: this much plus 5 standard errors.
+UNTRAINED_GAP = 0.05
+UNTRAINED_GAP_SE = 5.0
+
+
+def _chance(labels: np.ndarray) -> float:
+    """The accuracy of the best constant guess: the largest class's share."""
+    _, counts = np.unique(labels, return_counts=True)
+    return float(counts.max() / counts.sum()) if counts.size else 0.0
+
+
+def untrained_verdict(value: dict[str, Any], what: str, split: Split) -> RunOutcome | None:
+    """The judge's predictions of the model *before* training, judged: None when it knew nothing it should not.
+
+    Whatever form a memorised answer key takes (a table in trainable parameters or in constants, images to
+    match, a hash), the model carries it before it has seen a training image, and no untrained model classifies
+    held-out images far better than chance, or better than it classifies training images. The judge sends the
+    predictions for the evaluation images followed by as many training images (`grader.judge.worker.train`).
+    """
+    m = len(split.eval_labels)
+    train_labels = split.train_labels[:m]
+    problem = value.get("untrained_problem")
+    if isinstance(problem, str):
+        return RunOutcome(False, "not_done", [f"{what} could not be evaluated before training: {problem}"])
+    preds = value.get("untrained_predictions")
+    if not isinstance(preds, np.ndarray) or preds.dtype.kind not in "iu" or preds.shape != (m + len(train_labels),):
+        return RunOutcome(False, "error", [f"Training {what} sent back no predictions from before training."])
+    held_out = float((preds[:m] == split.eval_labels).mean()) if m else 0.0
+    seen = float((preds[m:] == train_labels).mean()) if len(train_labels) else 0.0
+    chance = _chance(split.eval_labels)
+    bar = chance + UNTRAINED_BAR * (1.0 - chance)
+    se = math.sqrt(max(held_out * (1 - held_out), 1e-4) / max(m, 1)
+                   + max(seen * (1 - seen), 1e-4) / max(len(train_labels), 1))
+    gap_bar = UNTRAINED_GAP + UNTRAINED_GAP_SE * se
+    if held_out < bar and held_out - seen <= gap_bar:
+        return None
+    found = (f"far above chance ({chance:.0%}; no untrained model reaches {bar:.1%})" if held_out >= bar else
+             f"{held_out - seen:.1%} more than on {len(train_labels):,} training images ({seen:.1%}); a random model "
+             f"does as well on both, up to {gap_bar:.1%}")
+    return RunOutcome(False, "answers_before_training", [
+        f"Before any training, {what} already classified {held_out:.1%} of the {m:,} held-out {split.dataset} images "
+        f"correctly: {found}. An untrained model cannot know those answers: this one carries them in its weights or "
+        "constants (for example a memorised copy of the public test set), so its accuracy after training says "
+        "nothing about what it learned. The model must start from a random initialisation and learn from the "
+        "training data; no points for this run."])
 
 
 def _ms(seconds: float) -> str:
