@@ -142,3 +142,14 @@ def test_untrained_random_models_are_never_taken_for_memorisers(check: str, fact
             found = untrained_verdict({"untrained_predictions": partial}, "M", split)
             assert found is not None and found.finding == "answers_before_training", seed
             assert "more than on" in found.lines[0], found.lines
+
+
+def test_no_prediction_before_training_is_never_a_pass_and_a_slow_one_no_deduction() -> None:
+    split = load_split(_checks(REPO / "rubrics" / "hw4.yaml")["p5.train"]["params"], data_dir=None)
+    cases = {"missing": {}, "malformed": {"untrained_predictions": np.zeros(3, dtype=np.int64)},
+             "failed": {"untrained_problem": "model output has shape (B, 2)"},
+             "timed out": {"untrained_timed_out": True}}
+    findings = {name: untrained_verdict(value, "LR()", split) for name, value in cases.items()}
+    assert {name: v.finding if v else None for name, v in findings.items()} == {
+        "missing": "error", "malformed": "error", "failed": "not_done", "timed out": "undecided"}
+    assert "not counted against you" in findings["timed out"].lines[0]

@@ -287,7 +287,8 @@ class TrainingCheck(Check):
 
         description = f"{self.spec.id}: {what}, {split.dataset}"
         with budget_progress(description, safety, enabled=ctx.progress):
-            reply = self._train(ctx, split, run, message, safety + predict_s + REQUEST_MARGIN_S)
+            # Two prediction budgets: the judge also predicts before training (`untrained_verdict`).
+            reply = self._train(ctx, split, run, message, safety + 2 * predict_s + REQUEST_MARGIN_S)
         if isinstance(reply, RunOutcome):
             return reply
         if not reply.ok:
@@ -297,7 +298,7 @@ class TrainingCheck(Check):
             return verdict
         accuracy, report = verdict
         if self._judged and self._judged[-1].method == "judge":
-            known = untrained_verdict(reply.value, what, split)
+            known = untrained_verdict(reply.value, what, split, figures)
             if known is not None:
                 return known
         threshold, basis = self._threshold(ctx, split, run, settings, predict_s)
@@ -503,7 +504,8 @@ def _chance(labels: np.ndarray) -> float:
     return float(counts.max() / counts.sum()) if counts.size else 0.0
 
 
-def untrained_verdict(value: dict[str, Any], what: str, split: Split) -> RunOutcome | None:
+def untrained_verdict(value: dict[str, Any], what: str, split: Split,
+                      figures: StepFigures | None = None) -> RunOutcome | None:
     """The judge's predictions of the model *before* training, judged: None when it knew nothing it should not.
 
     Whatever form a memorised answer key takes (a table in trainable parameters or in constants, images to
@@ -516,6 +518,9 @@ def untrained_verdict(value: dict[str, Any], what: str, split: Split) -> RunOutc
     problem = value.get("untrained_problem")
     if isinstance(problem, str):
         return RunOutcome(False, "not_done", [f"{what} could not be evaluated before training: {problem}"])
+    if value.get("untrained_timed_out") is True:
+        return _stopped(f"Predicting {2 * m:,} images with {what} before training took longer than the grader's "
+                        "prediction budget", figures)
     preds = value.get("untrained_predictions")
     if not isinstance(preds, np.ndarray) or preds.dtype.kind not in "iu" or preds.shape != (m + len(train_labels),):
         return RunOutcome(False, "error", [f"Training {what} sent back no predictions from before training."])

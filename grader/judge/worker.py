@@ -110,7 +110,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         "trainable": int(_counts(model)[0]),
         "untrained_predictions": None if result.untrained_predictions is None
         else result.untrained_predictions.numpy().astype(np.int64),
-        "untrained_problem": result.untrained_problem,
+        "untrained_problem": result.untrained_problem, "untrained_timed_out": result.untrained_timed_out,
     }
     labels = job.get("eval_labels")
     if preds is not None and isinstance(labels, np.ndarray) and labels.shape == preds.shape:

@@ -46,7 +46,8 @@ class FitResult:
     # Predictions of the model as it arrived, before any training, for the `untrained` images (when asked):
     # a model that already classifies held-out images knows their answers without having learned them.
     untrained_predictions: Tensor | None = None
-    untrained_problem: str | None = None  # predicting before training failed or ran out of time
+    untrained_problem: str | None = None  # predicting before training failed (the student's model)
+    untrained_timed_out: bool = False  # predicting before training ran out of time (no verdict)
 
 
 class ScoreColumn(nn.Module):
@@ -153,9 +154,7 @@ def fit_and_predict(model: nn.Module, train_x: Tensor, train_y: Tensor, eval_x: 
     report = train_model(model, train_x, train_y, **kwargs)
     result = FitResult(report=report)
     if before is not None:
-        result.untrained_predictions = before[0]
-        result.untrained_problem = before[1] or (f"predicting took longer than {predict_seconds:.0f} s"
-                                                 if before[2] else None)
+        result.untrained_predictions, result.untrained_problem, result.untrained_timed_out = before
     if not report.ok or report.steps == 0:
         return result
     started = time.perf_counter()
