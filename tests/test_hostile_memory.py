@@ -3,7 +3,8 @@
 The graph rules bound constants and refuse lookup ops, but trainable parameters are the child's choice and
 a nearest-stored-image match needs only matmul, relu and arithmetic. `submissions_example/hostile/param_memory`
 carries the public test set that way and learns nothing; graded, it must get no training points, for the
-reason `answers_before_training`. Randomly initialised models (the references) must never be taken for it.
+reason `memorised_answers`. Randomly initialised models (the references) must never be taken for it; a
+memory that training switches on shows as a model better on held-out images than on those it trained on.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from grader.checks.training import untrained_verdict
+from grader.checks.training import memorised_verdict
 from grader.training.fitting import ScoreColumn, _predict_classes, settings_from_plain
 from grader.training.plan import Split, load_split
 
@@ -111,8 +112,9 @@ def test_memorised_answers_get_no_training_points(graded: dict[str, Any]) -> Non
         result = graded[check]
         text = " ".join(result.feedback)
         assert result.score == 0 and result.method == "judge", (check, result.score, text)
-        assert [i.id for i in result.items] == ["answers_before_training"], result.items
+        assert [i.id for i in result.items] == ["memorised_answers"], result.items
         assert "Before any training" in text and "held-out" in text and "far above chance" in text, text
+        assert "no points for this run" in text, text
 
 
 def _random_models() -> list[tuple[str, Any, str]]:
@@ -135,13 +137,19 @@ def test_untrained_random_models_are_never_taken_for_memorisers(check: str, fact
                                                      seconds=60)
         assert preds is not None and problem is None and not timed_out
         plain = preds.numpy().astype(np.int64)
-        assert untrained_verdict({"untrained_predictions": plain}, "M", split) is None, seed
+        # As if training had changed nothing: after training it predicts as before.
+        value = {"untrained_predictions": plain, "seen_predictions": plain[m:]}
+        held_out = float((plain[:m] == split.eval_labels).mean())
+        assert memorised_verdict(value, "M", split, held_out) is None, seed
         if task == "classes":
             partial = plain.copy()
             partial[: m // 5] = split.eval_labels[: m // 5]  # a fifth of the held-out images "remembered"
-            found = untrained_verdict({"untrained_predictions": partial}, "M", split)
-            assert found is not None and found.finding == "answers_before_training", seed
-            assert "more than on" in found.lines[0], found.lines
+            found = memorised_verdict(dict(value, untrained_predictions=partial), "M", split, held_out)
+            assert found is not None and found.finding == "memorised_answers", seed
+            assert "more than" in found.lines[0] and "Before any training" in found.lines[0], found.lines
+            # A memory that training switches on: untrained it knows nothing, trained it beats what it learned.
+            found = memorised_verdict(value, "M", split, held_out + 0.2)
+            assert found is not None and "After training" in found.lines[0], found.lines
 
 
 def test_no_prediction_before_training_is_never_a_pass_and_a_slow_one_no_deduction() -> None:
@@ -149,7 +157,7 @@ def test_no_prediction_before_training_is_never_a_pass_and_a_slow_one_no_deducti
     cases = {"missing": {}, "malformed": {"untrained_predictions": np.zeros(3, dtype=np.int64)},
              "failed": {"untrained_problem": "model output has shape (B, 2)"},
              "timed out": {"untrained_timed_out": True}}
-    findings = {name: untrained_verdict(value, "LR()", split) for name, value in cases.items()}
+    findings = {name: memorised_verdict(value, "LR()", split, 0.5) for name, value in cases.items()}
     assert {name: v.finding if v else None for name, v in findings.items()} == {
         "missing": "error", "malformed": "error", "failed": "not_done", "timed out": "undecided"}
     assert "not counted against you" in findings["timed out"].lines[0]

@@ -36,10 +36,11 @@ for the data ones):
 Findings, most severe first (only the most severe is reported, so a rubric
 item for a mild one never hides a worse one): ``not_done`` (no model, it
 cannot be built or trained), ``refused_graph`` (the judge would not run the
-graph: a lookup), ``answers_before_training`` (before any training the model
+graph: a lookup), ``memorised_answers`` (before any training the model
 already classifies the held-out images far better than chance, or better
-than training images: it carries their answers; judged models only, see
-`untrained_verdict`), ``wrong_output_shape``, ``diverged`` (NaN or
+than training images; or after training better than the training images it
+learned from: it carries their answers; judged models only, see
+`memorised_verdict`), ``wrong_output_shape``, ``diverged`` (NaN or
 infinite loss), ``too_slow`` (budget used up before ``min_epochs``, or
 predicting too slow), ``low_accuracy``.
 A run that reached no verdict for the grader's reasons (safety stop, no
@@ -75,7 +76,7 @@ from grader.training.plan import (
     validate_params,
 )
 
-FINDINGS = ("not_done", "refused_graph", "answers_before_training", "wrong_output_shape", "diverged", "too_slow", "low_accuracy")
+FINDINGS = ("not_done", "refused_graph", "memorised_answers", "wrong_output_shape", "diverged", "too_slow", "low_accuracy")
 SEVERITY = {name: i for i, name in enumerate(("error", "timeout", *FINDINGS))}
 # Seconds on top of the training and prediction budgets for a request: sending the
 # images, building the model, a first slow step.
@@ -287,7 +288,7 @@ class TrainingCheck(Check):
 
         description = f"{self.spec.id}: {what}, {split.dataset}"
         with budget_progress(description, safety, enabled=ctx.progress):
-            # Two prediction budgets: the judge also predicts before training (`untrained_verdict`).
+            # Two prediction budgets: the judge also predicts before training (`memorised_verdict`).
             reply = self._train(ctx, split, run, message, safety + 2 * predict_s + REQUEST_MARGIN_S)
         if isinstance(reply, RunOutcome):
             return reply
@@ -298,7 +299,7 @@ class TrainingCheck(Check):
             return verdict
         accuracy, report = verdict
         if self._judged and self._judged[-1].method == "judge":
-            known = untrained_verdict(reply.value, what, split, figures)
+            known = memorised_verdict(reply.value, what, split, accuracy, figures)
             if known is not None:
                 return known
         threshold, basis = self._threshold(ctx, split, run, settings, predict_s)
@@ -492,10 +493,11 @@ class TrainingCheck(Check):
 # 3,000 randomly initialised LR models on hw4's 4-vs-9 task reach at most 75% (chance 50%, bar 87.5%), 30 random
 # LeNets, ds5220 CNNs and a2 MLPs at most 17% of ten classes (bar 77.5%); a memorised test set gives 100%.
 UNTRAINED_BAR = 0.75
-# The same model on held-out and on training images: a random model does as well on both, up to sampling noise;
-# a model that carries the test set's answers does better on it. Allowed gap: this much plus 5 standard errors.
-UNTRAINED_GAP = 0.05
-UNTRAINED_GAP_SE = 5.0
+# The same model on held-out and on training images: a random model does as well on both, up to sampling noise,
+# and a trained one at least as well on the images it trained on; a model that carries the test set's answers
+# does better on it. Allowed gap: this much plus 5 standard errors.
+MEMORY_GAP = 0.05
+MEMORY_GAP_SE = 5.0
 
 
 def _chance(labels: np.ndarray) -> float:
@@ -504,44 +506,64 @@ def _chance(labels: np.ndarray) -> float:
     return float(counts.max() / counts.sum()) if counts.size else 0.0
 
 
-def untrained_verdict(value: dict[str, Any], what: str, split: Split,
+def _gap_bar(a: float, n_a: int, b: float, n_b: int) -> float:
+    """How much better on one set of images than on another a model may do by sampling noise alone."""
+    se = math.sqrt(max(a * (1 - a), 1e-4) / max(n_a, 1) + max(b * (1 - b), 1e-4) / max(n_b, 1))
+    return MEMORY_GAP + MEMORY_GAP_SE * se
+
+
+def memorised_verdict(value: dict[str, Any], what: str, split: Split, accuracy: float,
                       figures: StepFigures | None = None) -> RunOutcome | None:
-    """The judge's predictions of the model *before* training, judged: None when it knew nothing it should not.
+    """The judge's predictions before and after training, judged: None when the model knew nothing it should not.
 
     Whatever form a memorised answer key takes (a table in trainable parameters or in constants, images to
     match, a hash), the model carries it before it has seen a training image, and no untrained model classifies
-    held-out images far better than chance, or better than it classifies training images. The judge sends the
-    predictions for the evaluation images followed by as many training images (`grader.judge.worker.train`).
+    held-out images far better than chance, or better than it classifies training images. A key that training
+    itself switches on shows after training: a model that learned does at least as well on the training images
+    it learned from as on held-out ones. The judge sends the predictions for the evaluation images followed by
+    as many training images before training, and for those training images after it
+    (`grader.judge.worker.train`); `accuracy` is the trained model's on the evaluation images.
     """
     m = len(split.eval_labels)
     train_labels = split.train_labels[:m]
+    n = len(train_labels)
     problem = value.get("untrained_problem")
     if isinstance(problem, str):
         return RunOutcome(False, "not_done", [f"{what} could not be evaluated before training: {problem}"])
     if value.get("untrained_timed_out") is True:
-        return _stopped(f"Predicting {2 * m:,} images with {what} before training took longer than the grader's "
+        return _stopped(f"Predicting {m + n:,} images with {what} before training took longer than the grader's "
                         "prediction budget", figures)
-    preds = value.get("untrained_predictions")
-    if not isinstance(preds, np.ndarray) or preds.dtype.kind not in "iu" or preds.shape != (m + len(train_labels),):
-        return RunOutcome(False, "error", [f"Training {what} sent back no predictions from before training."])
+    preds, after = value.get("untrained_predictions"), value.get("seen_predictions")
+    if not (isinstance(preds, np.ndarray) and preds.dtype.kind in "iu" and preds.shape == (m + n,)
+            and isinstance(after, np.ndarray) and after.dtype.kind in "iu" and after.shape == (n,)):
+        return RunOutcome(False, "error", [f"Training {what} sent back no predictions of training images, or none "
+                                           "from before training."])
     held_out = float((preds[:m] == split.eval_labels).mean()) if m else 0.0
-    seen = float((preds[m:] == train_labels).mean()) if len(train_labels) else 0.0
+    seen = float((preds[m:] == train_labels).mean()) if n else 0.0
+    learned = float((after == train_labels).mean()) if n else 0.0
     chance = _chance(split.eval_labels)
     bar = chance + UNTRAINED_BAR * (1.0 - chance)
-    se = math.sqrt(max(held_out * (1 - held_out), 1e-4) / max(m, 1)
-                   + max(seen * (1 - seen), 1e-4) / max(len(train_labels), 1))
-    gap_bar = UNTRAINED_GAP + UNTRAINED_GAP_SE * se
-    if held_out < bar and held_out - seen <= gap_bar:
+    before_gap, after_gap = _gap_bar(held_out, m, seen, n), _gap_bar(accuracy, m, learned, n)
+    if held_out >= bar:
+        found = (f"Before any training, {what} already classified {held_out:.1%} of the {m:,} held-out "
+                 f"{split.dataset} images correctly: far above chance ({chance:.0%}; no untrained model reaches "
+                 f"{bar:.1%}).")
+    elif held_out - seen > before_gap:
+        found = (f"Before any training, {what} already classified {held_out:.1%} of the {m:,} held-out "
+                 f"{split.dataset} images correctly, {held_out - seen:.1%} more than {n:,} training images "
+                 f"({seen:.1%}); an untrained model does as well on both, up to {before_gap:.1%}.")
+    elif accuracy - learned > after_gap:
+        found = (f"After training, {what} classified {accuracy:.1%} of the {m:,} held-out {split.dataset} images "
+                 f"correctly but only {learned:.1%} of {n:,} images it was trained on, {accuracy - learned:.1%} "
+                 f"less; a model that learned does at least as well on what it learned from (up to "
+                 f"{after_gap:.1%} worse by chance).")
+    else:
         return None
-    found = (f"far above chance ({chance:.0%}; no untrained model reaches {bar:.1%})" if held_out >= bar else
-             f"{held_out - seen:.1%} more than on {len(train_labels):,} training images ({seen:.1%}); a random model "
-             f"does as well on both, up to {gap_bar:.1%}")
-    return RunOutcome(False, "answers_before_training", [
-        f"Before any training, {what} already classified {held_out:.1%} of the {m:,} held-out {split.dataset} images "
-        f"correctly: {found}. An untrained model cannot know those answers: this one carries them in its weights or "
-        "constants (for example a memorised copy of the public test set), so its accuracy after training says "
-        "nothing about what it learned. The model must start from a random initialisation and learn from the "
-        "training data; no points for this run."])
+    return RunOutcome(False, "memorised_answers", [
+        f"{found} A model cannot know those answers without learning them: this one carries them in its weights "
+        "or constants (for example a memorised copy of the public test set), so its accuracy says nothing about "
+        "what it learned. The model must start from a random initialisation and learn from the training data; "
+        "no points for this run."])
 
 
 def _ms(seconds: float) -> str:
