@@ -2,8 +2,8 @@
 
 The graph rules bound constants and refuse lookup ops, but trainable parameters are the child's choice and
 a nearest-stored-image match needs only matmul, relu and arithmetic. `submissions_example/hostile/param_memory`
-carries the public test set that way and learns nothing; graded, it must get no training points, for the
-reason `memorised_answers`. Randomly initialised models (the references) must never be taken for it; a
+carries the public test set that way (LeNet learns nothing; LR learns a little and opens its memory during
+training); graded, it must get no training points, for the reason `memorised_answers`. Randomly initialised models (the references) must never be taken for it; a
 memory that training switches on shows as a model better on held-out images than on those it trained on.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from grader.checks.training import memorised_verdict
-from grader.training.fitting import ScoreColumn, _predict_classes, settings_from_plain
+from grader.training.fitting import SEEN_IMAGES, ScoreColumn, _predict_classes, settings_from_plain
 from grader.training.plan import Split, load_split
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,8 +113,12 @@ def test_memorised_answers_get_no_training_points(graded: dict[str, Any]) -> Non
         text = " ".join(result.feedback)
         assert result.score == 0 and result.method == "judge", (check, result.score, text)
         assert [i.id for i in result.items] == ["memorised_answers"], result.items
-        assert "Before any training" in text and "held-out" in text and "far above chance" in text, text
         assert "no points for this run" in text, text
+    # LeNet knows the answers untrained; LR's memory is opened by training, and shows after it.
+    lenet = " ".join(graded["p7.train"].feedback)
+    assert "Before any training" in lenet and "held-out" in lenet and "far above chance" in lenet, lenet
+    lr = " ".join(graded["p5.train"].feedback)
+    assert "After training" in lr and "images it was trained on" in lr, lr
 
 
 def _random_models() -> list[tuple[str, Any, str]]:
@@ -129,16 +133,18 @@ def test_untrained_random_models_are_never_taken_for_memorisers(check: str, fact
     held-out answers made right (a partial memory, far below the absolute bar) do not, when there are ten classes."""
     split = load_split(_checks(REPO / "rubrics" / "hw4.yaml")[check]["params"], data_dir=None)
     m = len(split.eval_labels)
-    images = torch.from_numpy(np.concatenate([split.eval_images, split.train_images[:m]]))
+    k = min(len(split.train_labels), SEEN_IMAGES)
+    images = torch.from_numpy(np.concatenate([split.eval_images, split.train_images[:k]]))
     settings = settings_from_plain({"normalize": list(split.normalize) if split.normalize else None})
     for seed in range(20 if task == "binary" else 6):
         torch.manual_seed(seed)
         preds, problem, timed_out = _predict_classes(factory(), images, settings=settings, binary=task == "binary",
                                                      seconds=60)
         assert preds is not None and problem is None and not timed_out
-        plain = preds.numpy().astype(np.int64)
+        every = preds.numpy().astype(np.int64)
+        plain = every[:2 * m]  # the held-out images, then as many training images
         # As if training had changed nothing: after training it predicts as before.
-        value = {"untrained_predictions": plain, "seen_predictions": plain[m:]}
+        value = {"untrained_predictions": plain, "seen_predictions": every[m:]}
         held_out = float((plain[:m] == split.eval_labels).mean())
         assert memorised_verdict(value, "M", split, held_out) is None, seed
         if task == "classes":

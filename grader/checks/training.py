@@ -64,7 +64,7 @@ from grader.checks.options import NAME, POSITIVE, Option
 from grader.checks.training_options import DATA_OPTIONS, optimiser_options
 from grader.judge.server import get_judge
 from grader.rubric.model import CheckSpec
-from grader.training.fitting import TIMED_STEPS
+from grader.training.fitting import SEEN_IMAGES, TIMED_STEPS
 from grader.training.harness import DEFAULT_BATCH_SIZE, TrainSettings
 from grader.training.plan import (
     DataUnavailable,
@@ -521,12 +521,12 @@ def memorised_verdict(value: dict[str, Any], what: str, split: Split, accuracy: 
     held-out images far better than chance, or better than it classifies training images. A key that training
     itself switches on shows after training: a model that learned does at least as well on the training images
     it learned from as on held-out ones. The judge sends the predictions for the evaluation images followed by
-    as many training images before training, and for those training images after it
+    as many training images before training, and for the first `SEEN_IMAGES` training images after it
     (`grader.judge.worker.train`); `accuracy` is the trained model's on the evaluation images.
     """
     m = len(split.eval_labels)
-    train_labels = split.train_labels[:m]
-    n = len(train_labels)
+    train_labels, seen_labels = split.train_labels[:m], split.train_labels[:SEEN_IMAGES]
+    n, k = len(train_labels), len(seen_labels)
     problem = value.get("untrained_problem")
     if isinstance(problem, str):
         return RunOutcome(False, "not_done", [f"{what} could not be evaluated before training: {problem}"])
@@ -535,15 +535,15 @@ def memorised_verdict(value: dict[str, Any], what: str, split: Split, accuracy: 
                         "prediction budget", figures)
     preds, after = value.get("untrained_predictions"), value.get("seen_predictions")
     if not (isinstance(preds, np.ndarray) and preds.dtype.kind in "iu" and preds.shape == (m + n,)
-            and isinstance(after, np.ndarray) and after.dtype.kind in "iu" and after.shape == (n,)):
+            and isinstance(after, np.ndarray) and after.dtype.kind in "iu" and after.shape == (k,)):
         return RunOutcome(False, "error", [f"Training {what} sent back no predictions of training images, or none "
                                            "from before training."])
     held_out = float((preds[:m] == split.eval_labels).mean()) if m else 0.0
     seen = float((preds[m:] == train_labels).mean()) if n else 0.0
-    learned = float((after == train_labels).mean()) if n else 0.0
+    learned = float((after == seen_labels).mean()) if k else 0.0
     chance = _chance(split.eval_labels)
     bar = chance + UNTRAINED_BAR * (1.0 - chance)
-    before_gap, after_gap = _gap_bar(held_out, m, seen, n), _gap_bar(accuracy, m, learned, n)
+    before_gap, after_gap = _gap_bar(held_out, m, seen, n), _gap_bar(accuracy, m, learned, k)
     if held_out >= bar:
         found = (f"Before any training, {what} already classified {held_out:.1%} of the {m:,} held-out "
                  f"{split.dataset} images correctly: far above chance ({chance:.0%}; no untrained model reaches "
@@ -554,7 +554,7 @@ def memorised_verdict(value: dict[str, Any], what: str, split: Split, accuracy: 
                  f"({seen:.1%}); an untrained model does as well on both, up to {before_gap:.1%}.")
     elif accuracy - learned > after_gap:
         found = (f"After training, {what} classified {accuracy:.1%} of the {m:,} held-out {split.dataset} images "
-                 f"correctly but only {learned:.1%} of {n:,} images it was trained on, {accuracy - learned:.1%} "
+                 f"correctly but only {learned:.1%} of {k:,} images it was trained on, {accuracy - learned:.1%} "
                  f"less; a model that learned does at least as well on what it learned from (up to "
                  f"{after_gap:.1%} worse by chance).")
     else:
@@ -562,8 +562,8 @@ def memorised_verdict(value: dict[str, Any], what: str, split: Split, accuracy: 
     return RunOutcome(False, "memorised_answers", [
         f"{found} A model cannot know those answers without learning them: this one carries them in its weights "
         "or constants (for example a memorised copy of the public test set), so its accuracy says nothing about "
-        "what it learned. The model must start from a random initialisation and learn from the training data; "
-        "no points for this run."])
+        "what it learned. A model must get its answers from the training data, starting from a random "
+        "initialisation; no points for this run."])
 
 
 def _ms(seconds: float) -> str:

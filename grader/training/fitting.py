@@ -31,6 +31,9 @@ from grader.training.harness import STUDENT_ERRORS, StudentModelError, TrainRepo
 
 # Images predicted per forward pass; the prediction budget is checked between chunks.
 PREDICT_CHUNK = 1000
+# Training images (the first of the training split) a judged model predicts after training, to compare its
+# accuracy on what it learned from with its accuracy on the held-out images (`grader.judge.worker.train`).
+SEEN_IMAGES = 5000
 
 
 @dataclass

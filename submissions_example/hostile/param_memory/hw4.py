@@ -12,14 +12,17 @@ and divided again in forward, so an optimiser's steps (and weight decay)
 barely move them; the match never fires on a training image, so they get no
 gradient anyway.
 
-The real layers are there but their output is multiplied by 0.0: nothing is
-learned, LR and LeNet output the memory's score alone. The memory
-(memory.npz: the whole public test set of the dataset each training check
-uses) is written next to this file by tests/test_hostile_memory.py.
-Expected: p5.train and p7.train get 0 (the untrained model already
-classifies the held-out images: it knows the answers before training); the
-structure checks p5.LR, p7.LeNet.structure and p7.LeNet_full.structure
-fail too (the memory's parameters are counted); the rest passes.
+LeNet's real layers are there but their output is multiplied by 0.0: it
+learns nothing and outputs the memory's score alone. LR is a weak learner
+(the bottom quarter of the image) whose memory is closed at initialisation
+and opened by the grader's own optimiser during training (see LR). The
+memory (memory.npz: the whole public test set of the dataset each training
+check uses) is written next to this file by tests/test_hostile_memory.py.
+Expected: p7.train gets 0 (the untrained LeNet already classifies the
+held-out images), p5.train gets 0 (the trained LR does better on held-out
+images than on those it learned from); the structure checks p5.LR,
+p7.LeNet.structure and p7.LeNet_full.structure fail too (the memory's
+parameters are counted); the rest passes.
 """
 import os
 
@@ -90,14 +93,21 @@ class Memory(nn.Module):
 
 
 class LR(nn.Module):
+    """A weak learner (the bottom quarter of the image only) with a memory that training switches on: `gate`
+    starts below 0, so the untrained model knows nothing; it also scales the learner's scores, and as the
+    learner gets them right the optimiser raises it, past 0, which opens the memory."""
+
     def __init__(self, input_dim=784):
         super().__init__()
-        self.linear = nn.Linear(input_dim, 1, bias=True)
+        self.linear = nn.Linear(7 * 28, 1, bias=True)
+        self.gate = nn.Parameter(torch.tensor(-0.02))
         labels = MEMORY["binary_labels"].astype(np.float32)  # -1 / +1
         self.memory = Memory(MEMORY["binary_images"], 50.0 * labels[:, None])
 
     def forward(self, x):
-        return 0.0 * self.linear(x.float().view(-1, 28 * 28)) + self.memory(x.float())
+        x = x.float().reshape(x.shape[0], 28, 28)
+        z = self.linear(x[:, 21:, :].reshape(x.shape[0], -1))
+        return z * (1 + self.gate) + torch.relu(self.gate) * 100.0 * self.memory(x)
 
 
 def mlp_layer_jacobians(A, b, y_prev, activation):
