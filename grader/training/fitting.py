@@ -33,7 +33,7 @@ from grader.training.harness import STUDENT_ERRORS, StudentModelError, TrainRepo
 PREDICT_CHUNK = 1000
 # Training images (the first of the training split) a judged model predicts after training, to compare its
 # accuracy on what it learned from with its accuracy on the held-out images (`grader.judge.worker.train`).
-SEEN_IMAGES = 5000
+SEEN_IMAGES = 1000  # as many as a typical evaluation set; more cost prediction time in every judged run
 
 
 @dataclass
