@@ -35,7 +35,12 @@ for the data ones):
 
 Findings, most severe first (only the most severe is reported, so a rubric
 item for a mild one never hides a worse one): ``not_done`` (no model, it
-cannot be built or trained), ``wrong_output_shape``, ``diverged`` (NaN or
+cannot be built or trained), ``refused_graph`` (the judge would not run the
+graph: a lookup), ``memorised_answers`` (before any training the model
+already classifies the held-out images far better than chance, or better
+than training images; or after training better than the training images it
+learned from: it carries their answers; judged models only, see
+`memorised_verdict`), ``wrong_output_shape``, ``diverged`` (NaN or
 infinite loss), ``too_slow`` (budget used up before ``min_epochs``, or
 predicting too slow), ``low_accuracy``.
 A run that reached no verdict for the grader's reasons (safety stop, no
@@ -59,7 +64,7 @@ from grader.checks.options import NAME, POSITIVE, Option
 from grader.checks.training_options import DATA_OPTIONS, optimiser_options
 from grader.judge.server import get_judge
 from grader.rubric.model import CheckSpec
-from grader.training.fitting import TIMED_STEPS
+from grader.training.fitting import SEEN_IMAGES, TIMED_STEPS
 from grader.training.harness import DEFAULT_BATCH_SIZE, TrainSettings
 from grader.training.plan import (
     DataUnavailable,
@@ -71,7 +76,7 @@ from grader.training.plan import (
     validate_params,
 )
 
-FINDINGS = ("not_done", "refused_graph", "wrong_output_shape", "diverged", "too_slow", "low_accuracy")
+FINDINGS = ("not_done", "refused_graph", "memorised_answers", "wrong_output_shape", "diverged", "too_slow", "low_accuracy")
 SEVERITY = {name: i for i, name in enumerate(("error", "timeout", *FINDINGS))}
 # Seconds on top of the training and prediction budgets for a request: sending the
 # images, building the model, a first slow step.
@@ -283,7 +288,8 @@ class TrainingCheck(Check):
 
         description = f"{self.spec.id}: {what}, {split.dataset}"
         with budget_progress(description, safety, enabled=ctx.progress):
-            reply = self._train(ctx, split, run, message, safety + predict_s + REQUEST_MARGIN_S)
+            # Two prediction budgets: the judge also predicts before training (`memorised_verdict`).
+            reply = self._train(ctx, split, run, message, safety + 2 * predict_s + REQUEST_MARGIN_S)
         if isinstance(reply, RunOutcome):
             return reply
         if not reply.ok:
@@ -292,6 +298,10 @@ class TrainingCheck(Check):
         if isinstance(verdict, RunOutcome):
             return verdict
         accuracy, report = verdict
+        if self._judged and self._judged[-1].method == "judge":
+            known = memorised_verdict(reply.value, what, split, accuracy, figures)
+            if known is not None:
+                return known
         threshold, basis = self._threshold(ctx, split, run, settings, predict_s)
         if isinstance(threshold, RunOutcome):
             return threshold
@@ -477,6 +487,83 @@ class TrainingCheck(Check):
             return ReferenceRun(accuracy=acc, epochs_done=rep.epochs_done, seconds=rep.seconds, final_loss=rep.final_loss)
 
         return reference_run(job, compute, reference_source=ctx.rubric.reference_path.read_text(), device=ctx.device)
+
+
+# An untrained model that gets this far from chance towards perfect on the held-out images knows their answers:
+# 3,000 randomly initialised LR models on hw4's 4-vs-9 task reach at most 75% (chance 50%, bar 87.5%), 30 random
+# LeNets, ds5220 CNNs and a2 MLPs at most 17% of ten classes (bar 77.5%); a memorised test set gives 100%.
+UNTRAINED_BAR = 0.75
+# The same model on held-out and on training images: a random model does as well on both, up to sampling noise,
+# and a trained one at least as well on the images it trained on; a model that carries the test set's answers
+# does better on it. Allowed gap: this much plus 5 standard errors.
+MEMORY_GAP = 0.05
+MEMORY_GAP_SE = 5.0
+
+
+def _chance(labels: np.ndarray) -> float:
+    """The accuracy of the best constant guess: the largest class's share."""
+    _, counts = np.unique(labels, return_counts=True)
+    return float(counts.max() / counts.sum()) if counts.size else 0.0
+
+
+def _gap_bar(a: float, n_a: int, b: float, n_b: int) -> float:
+    """How much better on one set of images than on another a model may do by sampling noise alone."""
+    se = math.sqrt(max(a * (1 - a), 1e-4) / max(n_a, 1) + max(b * (1 - b), 1e-4) / max(n_b, 1))
+    return MEMORY_GAP + MEMORY_GAP_SE * se
+
+
+def memorised_verdict(value: dict[str, Any], what: str, split: Split, accuracy: float,
+                      figures: StepFigures | None = None) -> RunOutcome | None:
+    """The judge's predictions before and after training, judged: None when the model knew nothing it should not.
+
+    Whatever form a memorised answer key takes (a table in trainable parameters or in constants, images to
+    match, a hash), the model carries it before it has seen a training image, and no untrained model classifies
+    held-out images far better than chance, or better than it classifies training images. A key that training
+    itself switches on shows after training: a model that learned does at least as well on the training images
+    it learned from as on held-out ones. The judge sends the predictions for the evaluation images followed by
+    as many training images before training, and for the first `SEEN_IMAGES` training images after it
+    (`grader.judge.worker.train`); `accuracy` is the trained model's on the evaluation images.
+    """
+    m = len(split.eval_labels)
+    train_labels, seen_labels = split.train_labels[:m], split.train_labels[:SEEN_IMAGES]
+    n, k = len(train_labels), len(seen_labels)
+    problem = value.get("untrained_problem")
+    if isinstance(problem, str):
+        return RunOutcome(False, "not_done", [f"{what} could not be evaluated before training: {problem}"])
+    if value.get("untrained_timed_out") is True:
+        return _stopped(f"Predicting {m + n:,} images with {what} before training took longer than the grader's "
+                        "prediction budget", figures)
+    preds, after = value.get("untrained_predictions"), value.get("seen_predictions")
+    if not (isinstance(preds, np.ndarray) and preds.dtype.kind in "iu" and preds.shape == (m + n,)
+            and isinstance(after, np.ndarray) and after.dtype.kind in "iu" and after.shape == (k,)):
+        return RunOutcome(False, "error", [f"Training {what} sent back no predictions of training images, or none "
+                                           "from before training."])
+    held_out = float((preds[:m] == split.eval_labels).mean()) if m else 0.0
+    seen = float((preds[m:] == train_labels).mean()) if n else 0.0
+    learned = float((after == seen_labels).mean()) if k else 0.0
+    chance = _chance(split.eval_labels)
+    bar = chance + UNTRAINED_BAR * (1.0 - chance)
+    before_gap, after_gap = _gap_bar(held_out, m, seen, n), _gap_bar(accuracy, m, learned, k)
+    if held_out >= bar:
+        found = (f"Before any training, {what} already classified {held_out:.1%} of the {m:,} held-out "
+                 f"{split.dataset} images correctly: far above chance ({chance:.0%}; no untrained model reaches "
+                 f"{bar:.1%}).")
+    elif held_out - seen > before_gap:
+        found = (f"Before any training, {what} already classified {held_out:.1%} of the {m:,} held-out "
+                 f"{split.dataset} images correctly, {held_out - seen:.1%} more than {n:,} training images "
+                 f"({seen:.1%}); an untrained model does as well on both, up to {before_gap:.1%}.")
+    elif accuracy - learned > after_gap:
+        found = (f"After training, {what} classified {accuracy:.1%} of the {m:,} held-out {split.dataset} images "
+                 f"correctly but only {learned:.1%} of {k:,} images it was trained on, {accuracy - learned:.1%} "
+                 f"less; a model that learned does at least as well on what it learned from (up to "
+                 f"{after_gap:.1%} worse by chance).")
+    else:
+        return None
+    return RunOutcome(False, "memorised_answers", [
+        f"{found} A model cannot know those answers without learning them: this one carries them in its weights "
+        "or constants (for example a memorised copy of the public test set), so its accuracy says nothing about "
+        "what it learned. A model must get its answers from the training data, starting from a random "
+        "initialisation; no points for this run."])
 
 
 def _ms(seconds: float) -> str:

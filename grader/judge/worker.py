@@ -10,7 +10,12 @@ and runs in a fresh process forked for it by `grader.judge.server`:
 - ``train``: train the graph with the grader's harness
   (`grader.training.fitting`), then predict the evaluation images and, since
   the judge holds their labels, compute the accuracy too. The reply has the
-  fields of the sandbox's ``train`` reply;
+  fields of the sandbox's ``train`` reply, the predictions of the model
+  *before* training for the evaluation images followed by as many training
+  images (``untrained_predictions``), and its predictions for the first
+  `SEEN_IMAGES` training images after training (``seen_predictions``): the parent checks that the
+  model did not know the held-out answers before it learned, nor better than
+  what it learned from;
 - ``step_cost``: CPU seconds per training step of the graph and of the
   reference model (trusted code, imported here from its file), timed in
   turns in this one process (`grader.training.fitting.step_cpu_seconds`):
@@ -30,7 +35,7 @@ from torch import nn
 from grader.trusted_import import load_reference
 from grader.judge.graph import build, validate
 from grader.probes import channel_probe
-from grader.training.fitting import fit_and_predict, settings_from_plain, step_cpu_seconds
+from grader.training.fitting import SEEN_IMAGES, fit_and_predict, settings_from_plain, step_cpu_seconds
 
 
 class JobError(Exception):
@@ -91,16 +96,27 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     train_x = torch.from_numpy(np.array(job["train_images"], dtype=np.uint8))
     train_y = torch.from_numpy(np.array(job["train_labels"], dtype=np.int64))
     eval_x = torch.from_numpy(np.array(job["eval_images"], dtype=np.uint8))
-    result = fit_and_predict(model, train_x, train_y, eval_x, settings=settings, binary=bool(job.get("binary")),
-                             loss=loss, loss_name=str(job.get("loss_name") or "loss"),
-                             predict_seconds=float(job.get("predict_seconds", 30.0)))
+    # The model also predicts, before training, the evaluation images and as many training images, and after
+    # training the first SEEN_IMAGES training images: the parent compares the accuracies (a model that knows the
+    # held-out answers before it has seen a training image, or knows them better than the images it learned
+    # from, carries them in its weights; see `grader.checks.training.memorised_verdict`).
+    m = eval_x.shape[0]
+    result = fit_and_predict(model, train_x, train_y, torch.cat([eval_x, train_x[:SEEN_IMAGES]]), settings=settings,
+                             binary=bool(job.get("binary")), loss=loss, loss_name=str(job.get("loss_name") or "loss"),
+                             predict_seconds=float(job.get("predict_seconds", 30.0)),
+                             untrained=torch.cat([eval_x, train_x[:m]]))
     report = result.report.to_dict()
     report["loss_history"] = [float(v) for v in report["loss_history"]]
-    preds = None if result.predictions is None else result.predictions.numpy().astype(np.int64)
+    both = None if result.predictions is None else result.predictions.numpy().astype(np.int64)
+    preds = None if both is None else both[:m].copy()
     reply: dict[str, Any] = {
         "report": report, "predictions": preds, "problem": result.problem,
         "predict_timed_out": result.predict_timed_out, "predict_seconds": result.predict_seconds,
         "trainable": int(_counts(model)[0]),
+        "seen_predictions": None if both is None else both[m:].copy(),
+        "untrained_predictions": None if result.untrained_predictions is None
+        else result.untrained_predictions.numpy().astype(np.int64),
+        "untrained_problem": result.untrained_problem, "untrained_timed_out": result.untrained_timed_out,
     }
     labels = job.get("eval_labels")
     if preds is not None and isinstance(labels, np.ndarray) and labels.shape == preds.shape:

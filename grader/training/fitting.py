@@ -31,6 +31,9 @@ from grader.training.harness import STUDENT_ERRORS, StudentModelError, TrainRepo
 
 # Images predicted per forward pass; the prediction budget is checked between chunks.
 PREDICT_CHUNK = 1000
+# Training images (the first of the training split) a judged model predicts after training, to compare its
+# accuracy on what it learned from with its accuracy on the held-out images (`grader.judge.worker.train`).
+SEEN_IMAGES = 1000  # as many as a typical evaluation set; more cost prediction time in every judged run
 
 
 @dataclass
@@ -43,6 +46,11 @@ class FitResult:
     predict_timed_out: bool = False
     predict_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # Predictions of the model as it arrived, before any training, for the `untrained` images (when asked):
+    # a model that already classifies held-out images knows their answers without having learned them.
+    untrained_predictions: Tensor | None = None
+    untrained_problem: str | None = None  # predicting before training failed (the student's model)
+    untrained_timed_out: bool = False  # predicting before training ran out of time (no verdict)
 
 
 class ScoreColumn(nn.Module):
@@ -106,29 +114,16 @@ def _harness_call(model: nn.Module, settings: TrainSettings, *, binary: bool, lo
     return model, kwargs
 
 
-def fit_and_predict(model: nn.Module, train_x: Tensor, train_y: Tensor, eval_x: Tensor, *,
-                    settings: TrainSettings, binary: bool = False,
-                    loss: Callable[..., Any] | None = None, loss_name: str = "loss",
-                    predict_seconds: float = 30.0) -> FitResult:
-    """Train `model` on (train_x, train_y) with the harness, then predict eval_x (uint8, labels never given).
-
-    For a binary task pass `binary=True` and the elementwise `loss(z, y)`;
-    labels are -1/+1 and predictions the sign of the score. Prediction stops
-    with `predict_timed_out` when it takes longer than `predict_seconds`.
-    """
-    model, kwargs = _harness_call(model, settings, binary=binary, loss=loss, loss_name=loss_name)
-    report = train_model(model, train_x, train_y, **kwargs)
-    result = FitResult(report=report)
-    if not report.ok or report.steps == 0:
-        return result
+def _predict_classes(model: nn.Module, x: Tensor, *, settings: TrainSettings, binary: bool,
+                     seconds: float) -> tuple[Tensor | None, str | None, bool]:
+    """(predictions, problem, timed out) for uint8 images x: class indices, or -1/+1 for a binary task."""
     started = time.perf_counter()
     chunks: list[Tensor] = []
     try:
-        for i in range(0, eval_x.shape[0], PREDICT_CHUNK):
-            if i and time.perf_counter() - started > predict_seconds:
-                result.predict_timed_out = True
-                break
-            scores = predict_logits(model, eval_x[i:i + PREDICT_CHUNK], device=settings.device,
+        for i in range(0, x.shape[0], PREDICT_CHUNK):
+            if i and time.perf_counter() - started > seconds:
+                return None, None, True
+            scores = predict_logits(model, x[i:i + PREDICT_CHUNK], device=settings.device,
                                     normalize=settings.normalize, n_classes=1 if binary else settings.n_classes,
                                     num_threads=settings.num_threads)  # (chunk, n_classes)
             if binary:
@@ -136,12 +131,41 @@ def fit_and_predict(model: nn.Module, train_x: Tensor, train_y: Tensor, eval_x: 
             else:
                 chunks.append(scores.argmax(dim=1))  # (chunk,)
     except StudentModelError as exc:
-        result.problem = exc.message
+        return None, exc.message, False
     except STUDENT_ERRORS as exc:  # e.g. the student's eval() override
-        result.problem = f"predicting raised {type(exc).__name__}: {exc}"
+        return None, f"predicting raised {type(exc).__name__}: {exc}", False
+    return (torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.int64)), None, False
+
+
+def fit_and_predict(model: nn.Module, train_x: Tensor, train_y: Tensor, eval_x: Tensor, *,
+                    settings: TrainSettings, binary: bool = False,
+                    loss: Callable[..., Any] | None = None, loss_name: str = "loss",
+                    predict_seconds: float = 30.0, untrained: Tensor | None = None) -> FitResult:
+    """Train `model` on (train_x, train_y) with the harness, then predict eval_x (uint8, labels never given).
+
+    For a binary task pass `binary=True` and the elementwise `loss(z, y)`;
+    labels are -1/+1 and predictions the sign of the score. Prediction stops
+    with `predict_timed_out` when it takes longer than `predict_seconds`.
+    With `untrained` (uint8 images), the model first predicts those as it
+    arrived, before any training (`FitResult.untrained_predictions`): in eval
+    mode, without gradients, so the training that follows is unchanged.
+    """
+    model, kwargs = _harness_call(model, settings, binary=binary, loss=loss, loss_name=loss_name)
+    before: tuple[Tensor | None, str | None, bool] | None = None
+    if untrained is not None:
+        before = _predict_classes(model, untrained, settings=settings, binary=binary, seconds=predict_seconds)
+    report = train_model(model, train_x, train_y, **kwargs)
+    result = FitResult(report=report)
+    if before is not None:
+        result.untrained_predictions, result.untrained_problem, result.untrained_timed_out = before
+    if not report.ok or report.steps == 0:
+        return result
+    started = time.perf_counter()
+    preds, result.problem, result.predict_timed_out = _predict_classes(model, eval_x, settings=settings,
+                                                                      binary=binary, seconds=predict_seconds)
     result.predict_seconds = time.perf_counter() - started
     if result.problem is None and not result.predict_timed_out:
-        result.predictions = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.int64)
+        result.predictions = preds
     return result
 
 
