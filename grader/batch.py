@@ -34,7 +34,8 @@ waits for a slot (a "go" on its own pipe) before it runs a single check. At most
 checks at once, plus `AHEAD` processes that have only prestarted. Each child still gets only its own
 submission and is never reused; a prestarted process that dies while waiting is a death like any other
 (its submission is tried once more), and one whose child died while waiting starts a fresh child
-(nothing of the student's ran in it, so that costs no points).
+(nothing of the student's ran in it, so that costs no points). At the unprivileged-uid level a waiting
+process prestarts no child: a child holds one of the machine's few student uids from its spawn.
 
 Beyond one machine, the same plan is carried out by a Dask cluster
 (`grader.distributed`); the store, the keys and the records are the same.
@@ -110,9 +111,15 @@ def _grade_one(job: Job, gate: multiprocessing.connection.Connection | None = No
     from grader.engine import grade_submission, prestart
     from grader.rubric.load import load_rubric
 
-    # The sandbox child starts importing torch while this process loads the rubric and its reference.
-    early = prestart(Path(job.folder), Path(job.rubric_path), device=job.device, isolation=job.isolation,
-                     data_dir=job.data_dir, protect=[results_path.parent], threads=job.threads)
+    # The sandbox child starts importing torch while this process loads the rubric and its reference, and
+    # (with a gate) while it waits for its slot. Not at the unprivileged-uid level: there a child holds one
+    # of the machine's few student uids (`UidSlot`, a blocking lock) from its spawn, and a process holding one
+    # while it waits for a slot could starve the gradings that hold the slots; this grading starts its own
+    # child once it has its slot, as before.
+    early = None
+    if gate is None or not _holds_a_uid(job.isolation):
+        early = prestart(Path(job.folder), Path(job.rubric_path), device=job.device, isolation=job.isolation,
+                         data_dir=job.data_dir, protect=[results_path.parent], threads=job.threads)
     try:
         rubric = load_rubric(Path(job.rubric_path))
         if gate is not None and not _wait_for_slot(gate, early):
@@ -132,6 +139,16 @@ def _grade_one(job: Job, gate: multiprocessing.connection.Connection | None = No
                                                        f"({type(exc).__name__}: {exc})")
     gradescope.write_results(run, results_path)
     gradescope.write_atomic(record_path, run.to_dict())
+
+
+def _holds_a_uid(forced: str | None) -> bool:
+    """Whether sandboxes here run as a student uid (`grader.sandbox.isolation`), which a spawn takes and holds."""
+    from grader.sandbox.isolation import choose_level
+
+    try:
+        return choose_level(forced) == "unprivileged-uid"
+    except ValueError:  # an unknown level: grade_submission says so
+        return False
 
 
 def _wait_for_slot(gate: multiprocessing.connection.Connection, early: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from conftest import EXAMPLES, ROOT, gradescope_schema
 from grader.batch import grade_folder
@@ -190,3 +192,26 @@ def _kill_and_wait(pids: list[int], timeout: float = 30.0) -> None:
             except (OSError, IndexError):
                 break
             time.sleep(0.01)
+
+
+@pytest.mark.parametrize("level, prestarts", [("process", True), ("unprivileged-uid", False)])
+def test_a_process_waiting_for_its_slot_holds_no_student_uid(tmp_path, monkeypatch, level, prestarts):
+    """At the unprivileged-uid level a sandbox child holds one of the machine's student uids from its spawn
+    (a blocking lock): a process waiting for its slot must not take one, or with fewer uids than processes
+    the gradings holding the slots could wait for it forever. There it starts its child only once graded.
+    Here the pool is gone before the slot comes: the process leaves without grading."""
+    import grader.engine
+    from grader import batch
+
+    prestarted: list[str | None] = []
+    monkeypatch.setattr(grader.engine, "prestart", lambda *args, **kw: prestarted.append(kw["isolation"]))
+    pool_end, gate = multiprocessing.Pipe()
+    pool_end.close()
+    job = batch.Job(folder=str(EXAMPLES / "hw4" / "correct"), rubric_path=str(ROOT / "rubrics" / "hw4.yaml"), seed=1,
+                    device="cpu", skip_training=True, isolation=level, data_dir=None,
+                    results_path=str(tmp_path / "results.json"), record_path=str(tmp_path / "record.json"),
+                    threads=1, environ=dict(os.environ))
+    batch._grade_one(job, gate)
+    assert prestarted == ([level] if prestarts else [])
+    assert not (tmp_path / "record.json").exists()
+    assert json.loads((tmp_path / "results.json").read_text())["extra_data"]["grading_failed"]
