@@ -70,8 +70,9 @@ ATTEMPTS = 2  # a submission whose grading process dies this many times gets the
 # the next slot frees; each waiting child holds torch in memory (~0.4 GB), and with `jobs` >= the cores
 # there is no idle core for more prestarts to use, they would only slow the gradings down.
 AHEAD = 1
-GO = "go"  # what the pool sends a prestarted grading process when a slot frees
-READY = "ready"  # what a grading process sends once its child is spawned and its rubric loaded
+# The two messages on a grading process's pipe, as bytes (no pickle crosses it either way):
+GO = b"go"  # the pool to a prestarted grading process, when a slot frees
+READY = b"ready"  # a grading process to the pool, once its child is spawned and its rubric loaded
 RECORD = "record.json"
 RESULTS = "results.json"
 KEY = "key"  # written last, only for a finished grading: what a rerun compares
@@ -157,8 +158,8 @@ def _wait_for_slot(gate: multiprocessing.connection.Connection, early: Any) -> b
     A prestarted child that died while waiting (the OOM killer, a signal from outside) had run only the
     grader's own start-up, never student code: it is dropped, and grading starts a fresh one."""
     try:
-        gate.send(READY)
-        message = gate.recv()
+        gate.send_bytes(READY)
+        message = gate.recv_bytes(maxlength=len(GO))
     except (EOFError, OSError):
         return False
     if message != GO:
@@ -485,7 +486,7 @@ def _grade_locally(folders: list[Path], rubric_path: Path, out: Path, options: O
                     break
                 if not entry.grading:
                     with contextlib.suppress(OSError):  # one that died already is found by its sentinel below
-                        entry.gate.send(GO)
+                        entry.gate.send_bytes(GO)
                     entry.grading, grading = True, grading + 1
                     step(entry, "grading")
                     if on_start:
@@ -495,7 +496,7 @@ def _grade_locally(folders: list[Path], rubric_path: Path, out: Path, options: O
                 if not entry.heard and entry.gate in woken:
                     entry.heard = True
                     try:
-                        message = entry.gate.recv()
+                        message = entry.gate.recv_bytes(maxlength=len(READY))
                     except (EOFError, OSError):  # it ended: its sentinel says how
                         message = None
                     if message == READY:
