@@ -3,9 +3,9 @@
 `grader grade` starts the next submission's grading process (and its sandbox child, ~6 s of CPU for
 torch) while the current one is graded (grader/batch.py, `AHEAD`). This times the real CLI on a folder
 of `--copies` copies of submissions_example/hw4/correct with `--skip-training --regrade -q`, at `-j 1`
-and `-j 2`, with `AHEAD` = 0 (each process starts only when a slot frees, as before) and the default,
-interleaved run by run so that a change in the machine's load hits every variant alike, and prints
-medians and the ratio. `--baseline-tree DIR` adds the grader found in DIR (e.g. a `git worktree` of an
+and `-j 2`, with `AHEAD` = 0 (each process starts only when a slot frees, as before) and the default
+(or the values of `--ahead`), interleaved run by run so that a change in the machine's load hits every
+variant alike, and prints medians and the ratios. `--baseline-tree DIR` adds the grader found in DIR (e.g. a `git worktree` of an
 earlier commit), run with the same interpreter.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--copies", type=int, default=4)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--ahead", type=int, nargs="+", help="values of AHEAD to compare (default: 0 and the default)")
     parser.add_argument("--baseline-tree", type=Path, help="also time the grader in this source tree")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -56,7 +57,7 @@ def main() -> None:
                 tree = args.baseline_tree.resolve()
                 variants.append((f"-j {jobs} baseline tree", [sys.executable, "-m", "grader", *common,
                                  "--out", f"{tmp}/out-base"], tree, {**os.environ, "PYTHONPATH": str(tree)}))
-            for ahead in sorted({0, AHEAD}):
+            for ahead in sorted(set(args.ahead or [0, AHEAD])):
                 variants.append((f"-j {jobs} AHEAD={ahead}", [sys.executable, "-c", WITH_AHEAD, str(ahead), *common,
                                  "--out", f"{tmp}/out-{ahead}"], ROOT, dict(os.environ)))
         for _ in range(args.runs):
@@ -66,10 +67,12 @@ def main() -> None:
     for name, ts in times.items():
         print(f"{name:24s} median {statistics.median(ts):6.2f} s   runs: {', '.join(f'{t:.2f}' for t in ts)}")
     for jobs in args.jobs:
-        off, on = times[f"-j {jobs} AHEAD=0"], times.get(f"-j {jobs} AHEAD={AHEAD}")
-        if on is not None and AHEAD:
-            print(f"-j {jobs}: AHEAD={AHEAD} takes {statistics.median(on) / statistics.median(off):.2f}x "
-                  f"the time of AHEAD=0")
+        off = times.get(f"-j {jobs} AHEAD=0")
+        for ahead in sorted(set(args.ahead or [0, AHEAD]) - {0}):
+            if off is not None:
+                on = times[f"-j {jobs} AHEAD={ahead}"]
+                print(f"-j {jobs}: AHEAD={ahead} takes {statistics.median(on) / statistics.median(off):.2f}x "
+                      f"the time of AHEAD=0")
     print(f"1-min load average {min(loads):.2f}-{max(loads):.2f} during the runs ({os.cpu_count()} CPUs)")
 
 
