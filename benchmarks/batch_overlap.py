@@ -3,8 +3,8 @@
 `grader grade` starts the next submission's grading process (and its sandbox child, ~6 s of CPU for
 torch) while the current one is graded (grader/batch.py, `AHEAD`). This times the real CLI on a folder
 of `--copies` copies of submissions_example/hw4/correct with `--skip-training --regrade -q`, at `-j 1`
-and `-j 2`, with `AHEAD` = 0 (each process starts only when a slot frees, as before) and the default
-(or the values of `--ahead`), interleaved run by run so that a change in the machine's load hits every
+and `-j 2`, with 0 processes prestarting ahead (each starts only when a slot frees, as before) and
+`AHEAD` (or the values of `--ahead`), forced whatever `ahead_for` would choose, interleaved run by run so that a change in the machine's load hits every
 variant alike, and prints medians and the ratios. `--baseline-tree DIR` adds the grader found in DIR (e.g. a `git worktree` of an
 earlier commit), run with the same interpreter.
 """
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Runs the CLI with `grader.batch.AHEAD` set first (argv[1]); the rest of argv is the CLI's.
-WITH_AHEAD = ("import sys, grader.batch as b; b.AHEAD = int(sys.argv.pop(1)); "
+# Runs the CLI with the pool's prestarts set first (argv[1]); the rest of argv is the CLI's.
+WITH_AHEAD = ("import sys, grader.batch as b; n = int(sys.argv.pop(1)); b.ahead_for = lambda jobs: n; "
               "from grader.cli import main; sys.exit(main(sys.argv[1:]))")
 
 

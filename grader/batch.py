@@ -31,7 +31,7 @@ did-not-finish record gets no key: it is a grader fault, retried next time.
 The next submission's grading process starts while the current ones are graded: it takes its
 submission in, spawns its sandbox child (which imports torch, ~6 s of CPU) and loads the rubric, then
 waits for a slot (a "go" on its own pipe) before it runs a single check. At most `jobs` gradings run
-checks at once, plus `AHEAD` processes that have only prestarted. Each child still gets only its own
+checks at once, plus `AHEAD` processes that have only prestarted (none when `jobs` leaves no core idle). Each child still gets only its own
 submission and is never reused; a prestarted process that dies while waiting is a death like any other
 (its submission is tried once more), and one whose child died while waiting starts a fresh child
 (nothing of the student's ran in it, so that costs no points). At the unprivileged-uid level a waiting
@@ -67,8 +67,9 @@ from grader.results import GradingRun
 ATTEMPTS = 2  # a submission whose grading process dies this many times gets the did-not-finish result
 # Grading processes that may be prestarting (or prestarted and waiting) beyond the `jobs` that grade. One,
 # not `jobs`: a prestart is ~6 s of single-threaded CPU, far less than a grading, so one is ready long before
-# the next slot frees; each waiting child holds torch in memory (~0.4 GB), and with `jobs` >= the cores
-# there is no idle core for more prestarts to use, they would only slow the gradings down.
+# the next slot frees; each waiting child holds torch in memory (~0.4 GB). None when `jobs` >= the cores
+# (`ahead_for`): there is no idle core for a prestart to use, and benchmarks/batch_overlap.py measured it
+# slower there (-j 2 on 2 CPUs: 1.0-1.15x), against 0.81x at -j 1.
 AHEAD = 1
 # The two messages on a grading process's pipe, as bytes (no pickle crosses it either way):
 GO = b"go"  # the pool to a prestarted grading process, when a slot frees
@@ -140,6 +141,13 @@ def _grade_one(job: Job, gate: multiprocessing.connection.Connection | None = No
                                                        f"({type(exc).__name__}: {exc})")
     gradescope.write_results(run, results_path)
     gradescope.write_atomic(record_path, run.to_dict())
+
+
+def ahead_for(jobs: int) -> int:
+    """How many processes prestart beyond the `jobs` grading: `AHEAD` while a core is left idle, else 0."""
+    from grader.cores import default_num_threads
+
+    return AHEAD if jobs < default_num_threads() else 0
 
 
 def _holds_a_uid(forced: str | None) -> bool:
@@ -446,7 +454,8 @@ def _grade_locally(folders: list[Path], rubric_path: Path, out: Path, options: O
     the order they were started. `on_step(name, step, pid, attempt)` reports each process's steps in the
     order the pool sees them: "started", "ready" (its child spawned and its rubric loaded, in its own
     words), "grading" (given a slot; `on_start` is called then too) and "ended"."""
-    jobs, ahead = max(1, jobs), max(0, AHEAD if ahead is None else ahead)
+    jobs = max(1, jobs)
+    ahead = max(0, ahead_for(jobs) if ahead is None else ahead)
     # Each grading process runs its own sandbox child: split the cores between them.
     from grader.cores import grading_threads
 

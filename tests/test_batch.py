@@ -30,8 +30,10 @@ def test_a_class_folder_grades_every_submission(tmp_path):
                                on_step=lambda name, step, pid, attempt: events.append((step, name, attempt)))
     scores = {n: r.score for n, r in zip(names, runs)}
     assert scores == {"student_broken": 0, "student_correct": 90, "student_empty": 0, "student_partial": 38}
-    # Two grading at once at most, one more process prestarting beside them (batch.AHEAD).
-    assert _most_at_once(events) == (2, 3), events
+    # Two grading at once at most, and beside them the processes prestarting (none if 2 jobs fill the cores).
+    from grader.batch import ahead_for
+
+    assert _most_at_once(events) == (2, 2 + ahead_for(2)), events
     for name in names:
         data = json.loads((out / name / "results.json").read_text())
         jsonschema.validate(data, gradescope_schema())
@@ -122,13 +124,16 @@ def _kill_when_grading(pid: int, timeout: float = 120.0) -> None:
         pass
 
 
-def test_the_next_submission_prestarts_while_one_is_graded(tmp_path):
+def test_the_next_submission_prestarts_while_one_is_graded(tmp_path, monkeypatch):
     """-j 1, three submissions. Each next grading process spawns its sandbox child and loads the rubric while
     the previous submission is graded, and waits for the slot before it runs a check: the pool reports the
     steps in order, and at most one grading holds the slot at any time. `b_empty`'s process is SIGKILLed
     while it waits (its first attempt): only it is tried again. `c_correct`'s prestarted child is SIGKILLed
     while it waits: it had run no student code, so the grading starts a fresh one and the score stands.
     (`b` is empty, so that its second attempt costs no third full grading.)"""
+    from grader import batch
+
+    monkeypatch.setattr(batch, "ahead_for", lambda jobs: 1)  # as on any machine with 2 or more cores
     class_dir = tmp_path / "class"
     shutil.copytree(EXAMPLES / "hw4" / "partial", class_dir / "a_partial")
     (class_dir / "b_empty").mkdir()
