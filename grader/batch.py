@@ -28,6 +28,15 @@ every submission whose stored key matches (`--regrade` forces a new
 grading), so a batch killed half-way loses nothing it had finished. A
 did-not-finish record gets no key: it is a grader fault, retried next time.
 
+The next submission's grading process starts while the current ones are graded: it takes its
+submission in, spawns its sandbox child (which imports torch, ~6 s of CPU) and loads the rubric, then
+waits for a slot (a "go" on its own pipe) before it runs a single check. At most `jobs` gradings run
+checks at once, plus `AHEAD` processes that have only prestarted (none when `jobs` leaves no core idle). Each child still gets only its own
+submission and is never reused; a prestarted process that dies while waiting is a death like any other
+(its submission is tried once more), and one whose child died while waiting starts a fresh child
+(nothing of the student's ran in it, so that costs no points). At the unprivileged-uid level a waiting
+process prestarts no child: a child holds one of the machine's few student uids from its spawn.
+
 Beyond one machine, the same plan is carried out by a Dask cluster
 (`grader.distributed`); the store, the keys and the records are the same.
 """
@@ -56,6 +65,15 @@ from grader.report import gradescope
 from grader.results import GradingRun
 
 ATTEMPTS = 2  # a submission whose grading process dies this many times gets the did-not-finish result
+# Grading processes that may be prestarting (or prestarted and waiting) beyond the `jobs` that grade. One,
+# not `jobs`: a prestart is ~6 s of single-threaded CPU, far less than a grading, so one is ready long before
+# the next slot frees; each waiting child holds torch in memory (~0.4 GB). None when `jobs` >= the cores
+# (`ahead_for`): there is no idle core for a prestart to use, and benchmarks/batch_overlap.py measured it
+# slower there (-j 2 on 2 CPUs: 1.0-1.15x), against 0.81x at -j 1.
+AHEAD = 1
+# The two messages on a grading process's pipe, as bytes (no pickle crosses it either way):
+GO = b"go"  # the pool to a prestarted grading process, when a slot frees
+READY = b"ready"  # a grading process to the pool, once its child is spawned and its rubric loaded
 RECORD = "record.json"
 RESULTS = "results.json"
 KEY = "key"  # written last, only for a finished grading: what a rerun compares
@@ -81,8 +99,12 @@ class Job:
     environ: dict[str, str]
 
 
-def _grade_one(job: Job) -> None:
-    """The grading process: grade one submission, write its results.json and its record. Never raises."""
+def _grade_one(job: Job, gate: multiprocessing.connection.Connection | None = None) -> None:
+    """The grading process: grade one submission, write its results.json and its record.
+
+    With a `gate` (its end of a pipe from the pool) it prestarts (intake, sandbox child, rubric), says
+    `READY` and waits for `GO` before grading; if the pool goes away meanwhile it leaves without grading.
+    Never raises for anything the submission does."""
     # The fork server was started with the environment of its time; take the caller's of now.
     os.environ.clear()
     os.environ.update(job.environ)
@@ -91,11 +113,21 @@ def _grade_one(job: Job) -> None:
     from grader.engine import grade_submission, prestart
     from grader.rubric.load import load_rubric
 
-    # The sandbox child starts importing torch while this process loads the rubric and its reference.
-    early = prestart(Path(job.folder), Path(job.rubric_path), device=job.device, isolation=job.isolation,
-                     data_dir=job.data_dir, protect=[results_path.parent], threads=job.threads)
+    # The sandbox child starts importing torch while this process loads the rubric and its reference, and
+    # (with a gate) while it waits for its slot. Not at the unprivileged-uid level: there a child holds one
+    # of the machine's few student uids (`UidSlot`, a blocking lock) from its spawn, and a process holding one
+    # while it waits for a slot could starve the gradings that hold the slots; this grading starts its own
+    # child once it has its slot, as before.
+    early = None
+    if gate is None or not _holds_a_uid(job.isolation):
+        early = prestart(Path(job.folder), Path(job.rubric_path), device=job.device, isolation=job.isolation,
+                         data_dir=job.data_dir, protect=[results_path.parent], threads=job.threads)
     try:
         rubric = load_rubric(Path(job.rubric_path))
+        if gate is not None and not _wait_for_slot(gate, early):
+            if early is not None:
+                early.close()
+            return  # the pool is gone (interrupted): no one would read this grading
     except BaseException:
         if early is not None:
             early.close()
@@ -109,6 +141,41 @@ def _grade_one(job: Job) -> None:
                                                        f"({type(exc).__name__}: {exc})")
     gradescope.write_results(run, results_path)
     gradescope.write_atomic(record_path, run.to_dict())
+
+
+def ahead_for(jobs: int) -> int:
+    """How many processes prestart beyond the `jobs` grading: `AHEAD` while a core is left idle, else 0."""
+    from grader.cores import default_num_threads
+
+    return AHEAD if jobs < default_num_threads() else 0
+
+
+def _holds_a_uid(forced: str | None) -> bool:
+    """Whether sandboxes here run as a student uid (`grader.sandbox.isolation`), which a spawn takes and holds."""
+    from grader.sandbox.isolation import choose_level
+
+    try:
+        return choose_level(forced) == "unprivileged-uid"
+    except ValueError:  # an unknown level: grade_submission says so
+        return False
+
+
+def _wait_for_slot(gate: multiprocessing.connection.Connection, early: Any) -> bool:
+    """Say `READY` and wait for `GO`; False if the pool closed the pipe instead (it ended early).
+
+    A prestarted child that died while waiting (the OOM killer, a signal from outside) had run only the
+    grader's own start-up, never student code: it is dropped, and grading starts a fresh one."""
+    try:
+        gate.send_bytes(READY)
+        message = gate.recv_bytes(maxlength=len(GO))
+    except (EOFError, OSError):
+        return False
+    if message != GO:
+        return False
+    if early is not None and early.sandbox is not None and not early.sandbox.alive():
+        early.sandbox.close()
+        early.sandbox = None
+    return True
 
 
 def unfinished_run(rubric: Any, folder: Path, why: str, seconds: float = 0.0) -> GradingRun:
@@ -317,6 +384,7 @@ def grade_folder(root: Path, rubric_path: Path, out: Path, *, jobs: int, seed: i
                  on_plan: Callable[[Plan], None] | None = None,
                  on_done: Callable[[str, GradingRun], None] | None = None,
                  on_start: Callable[[str, int, int], None] | None = None,
+                 on_step: Callable[[str, str, int, int], None] | None = None,
                  on_client: Callable[[Any], None] | None = None) -> tuple[list[str], list[GradingRun]]:
     """Grade every sub-folder of `root`; per-submission files go to `out/<name>/`.
 
@@ -324,8 +392,10 @@ def grade_folder(root: Path, rubric_path: Path, out: Path, *, jobs: int, seed: i
     go to the local pool (`jobs` at a time), or with `scheduler` (an address) or `local_cluster` (a
     number of workers) to a Dask cluster. `on_plan(plan)` is called once before any grading,
     `on_done(name, run)` as each graded submission finishes. `on_start(name, pid, attempt)` is called
-    when a submission's local grading process starts, `on_client(client)` once a Dask client is
-    connected (tests use them to kill a grading from outside, as the OOM killer would).
+    when a submission's local grading process is given its slot and starts grading (it may have been
+    prestarting before), `on_step(name, step, pid, attempt)` at each step of a local grading process
+    (`_grade_locally`), `on_client(client)` once a Dask client is connected (tests use them to kill a
+    grading from outside, as the OOM killer would, and to see the order of events).
     """
     folders = submission_folders(root)
     out.mkdir(parents=True, exist_ok=True)
@@ -358,16 +428,34 @@ def grade_folder(root: Path, rubric_path: Path, out: Path, *, jobs: int, seed: i
             grade_on_cluster(client, the_plan.to_grade, rubric_path, out, options, threads=threads, done=done)
         else:
             _grade_locally(the_plan.to_grade, rubric_path, out, options, jobs=jobs, keys=the_plan.keys,
-                           done=done, on_start=on_start)
+                           done=done, on_start=on_start, on_step=on_step)
     names = [f.name for f in folders]
     return names, [runs[n] for n in names]
 
 
+@dataclass
+class _Running:
+    """A grading process of the local pool, from its start to its end."""
+
+    folder: Path
+    process: multiprocessing.process.BaseProcess
+    gate: multiprocessing.connection.Connection  # the pool's end of the process's pipe (GO goes down it)
+    started: float
+    grading: bool = False  # sent GO: it holds one of the `jobs` slots
+    heard: bool = False  # its READY (or its pipe's end) was read
+
+
 def _grade_locally(folders: list[Path], rubric_path: Path, out: Path, options: Options, *, jobs: int,
                    keys: dict[str, str], done: Callable[[str, GradingRun, str | None], None],
-                   on_start: Callable[[str, int, int], None] | None) -> None:
-    """The local pool: one forked process per submission, `jobs` at a time; a dead one is tried once more."""
+                   on_start: Callable[[str, int, int], None] | None,
+                   on_step: Callable[[str, str, int, int], None] | None = None, ahead: int | None = None) -> None:
+    """The local pool: one forked process per submission, `jobs` grading at a time and `ahead` more
+    prestarting meanwhile (module docstring); a dead one is tried once more. Slots go to the processes in
+    the order they were started. `on_step(name, step, pid, attempt)` reports each process's steps in the
+    order the pool sees them: "started", "ready" (its child spawned and its rubric loaded, in its own
+    words), "grading" (given a slot; `on_start` is called then too) and "ended"."""
     jobs = max(1, jobs)
+    ahead = max(0, ahead_for(jobs) if ahead is None else ahead)
     # Each grading process runs its own sandbox child: split the cores between them.
     from grader.cores import grading_threads
 
@@ -375,35 +463,73 @@ def _grade_locally(folders: list[Path], rubric_path: Path, out: Path, options: O
     ctx = _context()
     attempts: Counter[str] = Counter()
     pending = deque(folders)
-    running: dict[Any, tuple[Path, multiprocessing.process.BaseProcess, float]] = {}
+    running: dict[int, _Running] = {}  # by sentinel, in start order (a dict keeps it)
     rubric = None
-    while pending or running:
-        while pending and len(running) < jobs:
-            folder = pending.popleft()
-            attempts[folder.name] += 1
-            forget(out, folder.name)  # a record left by an earlier run or attempt must not pass for this one
-            record = out / folder.name / RECORD
-            job = Job(folder=str(folder), rubric_path=str(rubric_path), seed=options.seed, device=options.device,
-                      skip_training=options.skip_training, isolation=options.isolation, data_dir=options.data_dir,
-                      results_path=str(out / folder.name / RESULTS), record_path=str(record), threads=threads,
-                      environ=dict(os.environ))
-            process = ctx.Process(target=_grade_one, args=(job,), name=f"grader-{folder.name}")
-            process.start()
-            running[process.sentinel] = (folder, process, time.perf_counter())
-            if on_start:
-                on_start(folder.name, process.pid or 0, attempts[folder.name])
-        for sentinel in multiprocessing.connection.wait(list(running)):
-            folder, process, started = running.pop(sentinel)
-            process.join()
-            run = _read_record(out / folder.name / RECORD) if process.exitcode == 0 else None
-            if run is None:
-                if attempts[folder.name] < ATTEMPTS:
-                    pending.append(folder)  # once more, on its own attempt (the death may have been the machine's)
-                    continue
-                if rubric is None:
-                    from grader.rubric.load import load_rubric
 
-                    rubric = load_rubric(rubric_path)
-                why = _death(process) + f", on each of {ATTEMPTS} attempts"
-                run = unfinished_run(rubric, folder, why, time.perf_counter() - started)
-            done(folder.name, run, keys.get(folder.name))
+    def step(entry: _Running, what: str) -> None:
+        if on_step:
+            on_step(entry.folder.name, what, entry.process.pid or 0, attempts[entry.folder.name])
+
+    try:
+        while pending or running:
+            while pending and len(running) < jobs + ahead:
+                folder = pending.popleft()
+                attempts[folder.name] += 1
+                forget(out, folder.name)  # a record left by an earlier run or attempt must not pass for this one
+                record = out / folder.name / RECORD
+                job = Job(folder=str(folder), rubric_path=str(rubric_path), seed=options.seed, device=options.device,
+                          skip_training=options.skip_training, isolation=options.isolation,
+                          data_dir=options.data_dir, results_path=str(out / folder.name / RESULTS),
+                          record_path=str(record), threads=threads, environ=dict(os.environ))
+                gate, their_end = ctx.Pipe()
+                process = ctx.Process(target=_grade_one, args=(job, their_end), name=f"grader-{folder.name}")
+                try:
+                    process.start()
+                finally:
+                    their_end.close()  # theirs alone: when this pool ends, the process sees its pipe close
+                entry = running[process.sentinel] = _Running(folder, process, gate, time.perf_counter())
+                step(entry, "started")
+            grading = sum(e.grading for e in running.values())
+            for entry in running.values():
+                if grading >= jobs:
+                    break
+                if not entry.grading:
+                    with contextlib.suppress(OSError):  # one that died already is found by its sentinel below
+                        entry.gate.send_bytes(GO)
+                    entry.grading, grading = True, grading + 1
+                    step(entry, "grading")
+                    if on_start:
+                        on_start(entry.folder.name, entry.process.pid or 0, attempts[entry.folder.name])
+            woken = multiprocessing.connection.wait([*running, *(e.gate for e in running.values() if not e.heard)])
+            for entry in running.values():  # messages first: a READY sent before another process ended comes first
+                if not entry.heard and entry.gate in woken:
+                    entry.heard = True
+                    try:
+                        message = entry.gate.recv_bytes(maxlength=len(READY))
+                    except (EOFError, OSError):  # it ended: its sentinel says how
+                        message = None
+                    if message == READY:
+                        step(entry, "ready")
+            for sentinel in woken:
+                if not isinstance(sentinel, int) or sentinel not in running:
+                    continue
+                entry = running.pop(sentinel)
+                folder, process = entry.folder, entry.process
+                process.join()
+                entry.gate.close()
+                step(entry, "ended")
+                run = _read_record(out / folder.name / RECORD) if process.exitcode == 0 else None
+                if run is None:
+                    if attempts[folder.name] < ATTEMPTS:
+                        pending.append(folder)  # once more, on its own attempt (the death may have been the machine's)
+                        continue
+                    if rubric is None:
+                        from grader.rubric.load import load_rubric
+
+                        rubric = load_rubric(rubric_path)
+                    why = _death(process) + f", on each of {ATTEMPTS} attempts"
+                    run = unfinished_run(rubric, folder, why, time.perf_counter() - entry.started)
+                done(folder.name, run, keys.get(folder.name))
+    finally:
+        for entry in running.values():  # interrupted: a process still waiting for its slot leaves without grading
+            entry.gate.close()

@@ -1,8 +1,10 @@
 """Batch grading of a class folder: every submission graded, one table, one bad submission costs only itself."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -11,6 +13,7 @@ import time
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from conftest import EXAMPLES, ROOT, gradescope_schema
 from grader.batch import grade_folder
@@ -22,9 +25,15 @@ def test_a_class_folder_grades_every_submission(tmp_path):
         shutil.copytree(EXAMPLES / "hw4" / name, class_dir / f"student_{name}")
     (class_dir / "student_empty").mkdir()
     out = tmp_path / "out"
-    names, runs = grade_folder(class_dir, ROOT / "rubrics" / "hw4.yaml", out, jobs=2, seed=7, skip_training=True)
+    events: list[tuple[str, str, int]] = []
+    names, runs = grade_folder(class_dir, ROOT / "rubrics" / "hw4.yaml", out, jobs=2, seed=7, skip_training=True,
+                               on_step=lambda name, step, pid, attempt: events.append((step, name, attempt)))
     scores = {n: r.score for n, r in zip(names, runs)}
     assert scores == {"student_broken": 0, "student_correct": 90, "student_empty": 0, "student_partial": 38}
+    # Two grading at once at most, and beside them the processes prestarting (none if 2 jobs fill the cores).
+    from grader.batch import ahead_for
+
+    assert _most_at_once(events) == (2, 2 + ahead_for(2)), events
     for name in names:
         data = json.loads((out / name / "results.json").read_text())
         jsonschema.validate(data, gradescope_schema())
@@ -113,3 +122,101 @@ def _kill_when_grading(pid: int, timeout: float = 120.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def test_the_next_submission_prestarts_while_one_is_graded(tmp_path, monkeypatch):
+    """-j 1, three submissions. Each next grading process spawns its sandbox child and loads the rubric while
+    the previous submission is graded, and waits for the slot before it runs a check: the pool reports the
+    steps in order, and at most one grading holds the slot at any time. `b_empty`'s process is SIGKILLed
+    while it waits (its first attempt): only it is tried again. `c_correct`'s prestarted child is SIGKILLed
+    while it waits: it had run no student code, so the grading starts a fresh one and the score stands.
+    (`b` is empty, so that its second attempt costs no third full grading.)"""
+    from grader import batch
+
+    monkeypatch.setattr(batch, "ahead_for", lambda jobs: 1)  # as on any machine with 2 or more cores
+    class_dir = tmp_path / "class"
+    shutil.copytree(EXAMPLES / "hw4" / "partial", class_dir / "a_partial")
+    (class_dir / "b_empty").mkdir()
+    shutil.copytree(EXAMPLES / "hw4" / "correct", class_dir / "c_correct")
+    events: list[tuple[str, str, int]] = []
+    killed: list[str] = []
+
+    def on_step(name: str, step: str, pid: int, attempt: int) -> None:
+        events.append((step, name, attempt))
+        if step != "ready" or ("grading", name, attempt) in events:
+            return
+        if name == "b_empty" and attempt == 1:
+            _kill_and_wait([pid])
+            killed.append("b_empty process")
+        elif name == "c_correct":
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            assert children, "c_correct said it was ready, without a sandbox child"
+            _kill_and_wait([int(c) for c in children])
+            killed.append("c_correct child")
+
+    names, runs = grade_folder(class_dir, ROOT / "rubrics" / "hw4.yaml", tmp_path / "out", jobs=1, seed=7,
+                               skip_training=True, on_step=on_step,
+                               on_done=lambda name, run: events.append(("done", name, 0)))
+    assert killed == ["b_empty process", "c_correct child"], events
+    scores = {n: r.score for n, r in zip(names, runs)}
+    assert scores == {"a_partial": 38, "b_empty": 0, "c_correct": 90}, [r.load_messages for r in runs]
+    assert not any("sandbox" in m.lower() for r in runs for m in r.load_messages), [r.load_messages for r in runs]
+    assert ("grading", "b_empty", 1) not in events and ("started", "b_empty", 2) in events
+    graded = [name for step, name, _ in events if step == "grading"]
+    assert graded == ["a_partial", "c_correct", "b_empty"], events
+    for before, after in zip(graded, graded[1:]):  # the next one was ready before the one before it was done
+        assert events.index(("ready", after, 2 if after == "b_empty" else 1)) < events.index(("done", before, 0)), events
+    assert _most_at_once(events) == (1, 2)  # one grading, and one more process prestarting beside it
+
+
+def _most_at_once(events: list[tuple[str, str, int]]) -> tuple[int, int]:
+    """From the pool's steps in order: the most processes grading at once, and the most alive at once."""
+    grading: set[tuple[str, int]] = set()
+    alive: set[tuple[str, int]] = set()
+    most = (0, 0)
+    for step, name, attempt in events:
+        {"started": alive.add, "grading": grading.add}.get(step, lambda _: None)((name, attempt))
+        if step == "ended":
+            grading.discard((name, attempt))
+            alive.discard((name, attempt))
+        most = (max(most[0], len(grading)), max(most[1], len(alive)))
+    return most
+
+
+def _kill_and_wait(pids: list[int], timeout: float = 30.0) -> None:
+    """SIGKILL `pids` and return once each is dead (a zombie not yet reaped, or gone)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX":
+                    break
+            except (OSError, IndexError):
+                break
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize("level, prestarts", [("process", True), ("unprivileged-uid", False)])
+def test_a_process_waiting_for_its_slot_holds_no_student_uid(tmp_path, monkeypatch, level, prestarts):
+    """At the unprivileged-uid level a sandbox child holds one of the machine's student uids from its spawn
+    (a blocking lock): a process waiting for its slot must not take one, or with fewer uids than processes
+    the gradings holding the slots could wait for it forever. There it starts its child only once graded.
+    Here the pool is gone before the slot comes: the process leaves without grading."""
+    import grader.engine
+    from grader import batch
+
+    prestarted: list[str | None] = []
+    monkeypatch.setattr(grader.engine, "prestart", lambda *args, **kw: prestarted.append(kw["isolation"]))
+    pool_end, gate = multiprocessing.Pipe()
+    pool_end.close()
+    job = batch.Job(folder=str(EXAMPLES / "hw4" / "correct"), rubric_path=str(ROOT / "rubrics" / "hw4.yaml"), seed=1,
+                    device="cpu", skip_training=True, isolation=level, data_dir=None,
+                    results_path=str(tmp_path / "results.json"), record_path=str(tmp_path / "record.json"),
+                    threads=1, environ=dict(os.environ))
+    batch._grade_one(job, gate)
+    assert prestarted == ([level] if prestarts else [])
+    assert not (tmp_path / "record.json").exists()
+    assert json.loads((tmp_path / "results.json").read_text())["extra_data"]["grading_failed"]
