@@ -9,6 +9,6 @@ HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
     extra = sys.argv[1:]
-    for script in ("epoch_speed.py", "grading_time.py", "peer_otter.py"):
+    for script in ("epoch_speed.py", "grading_time.py", "peer_otter.py", "batch_overlap.py"):
         print(f"== {script}", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *extra], check=True)
