@@ -123,6 +123,9 @@ ATTACKS: dict[str, Expect] = {
                                      "p7.C3_layer.structure": r"2,416 trainable parameters; expected 1,516",
                                      "p7.LeNet.structure": r"61,706 trainable parameters; expected 60,806"}),
     "label_lookup": Expect(),  # its attack is on the training checks, skipped here: see tests/test_judge.py
+    # Memorised test answers in trainable parameters: an attack on the training checks alone, graded with
+    # training (and its memory file written) by tests/test_hostile_memory.py, not here.
+    "param_memory": Expect(levels=()),
 }
 
 
