@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib.metadata
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -63,6 +62,7 @@ from grader.loading.files import Intake, IntakeLimits, take_in
 
 from grader.report import gradescope
 from grader.results import GradingRun
+from grader.version import code_digest
 
 ATTEMPTS = 2  # a submission whose grading process dies this many times gets the did-not-finish result
 # Grading processes that may be prestarting (or prestarted and waiting) beyond the `jobs` that grade. One,
@@ -216,21 +216,6 @@ def submission_folders(root: Path) -> list[Path]:
 # ---- the store: what a rerun may reuse -------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
-def _grader_code_digest() -> str:
-    """The grader's version and a hash of its own files: a grader changed in place (a fix, no new version
-    number) must not reuse results the old code decided."""
-    h = hashlib.sha256()
-    try:
-        h.update(importlib.metadata.version("grader").encode())
-    except importlib.metadata.PackageNotFoundError:
-        h.update(b"unversioned")
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*")):
-        if path.suffix in (".py", ".json", ".yaml") and "__pycache__" not in path.parts:
-            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 def course_digest(rubric_path: Path) -> str:
     """A hash of what decides every grade of a batch besides the submission: the rubric file, the reference
     module it names, and the grader (version and code). A Dask worker compares it with its own."""
@@ -238,7 +223,7 @@ def course_digest(rubric_path: Path) -> str:
 
     rubric = load_rubric(rubric_path)
     h = hashlib.sha256()
-    for part in (rubric_path.read_bytes(), rubric.reference_path.read_bytes(), _grader_code_digest().encode()):
+    for part in (rubric_path.read_bytes(), rubric.reference_path.read_bytes(), code_digest().encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()
 

@@ -104,6 +104,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.kit is not None:
         return cmd_check_kit(args)
     # Nothing imported before `prestart` may import torch: the sandbox child imports it meanwhile.
+    from grader import daemon
     from grader.engine import grade_submission, prestart
     from grader.report import gradescope, terminal
     from grader.rubric.load import load_rubric
@@ -126,8 +127,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             # outside), that file is what stays. The real results replace it atomically at the end.
             gradescope.write_not_finished(results_path)
         # The child starts importing torch now, while this process loads the rubric and imports it too.
+        # In a grader daemon's worker, a child may be waiting for this check already (`daemon.take_spare`),
+        # and one is made ready for the next check like this one.
+        daemon.hint(rubric_path, device=device, isolation=args.isolation, data_dir=_data_dir(args, course),
+                    protect=protect)
         early = prestart(folder, rubric_path, device=device, isolation=args.isolation,
-                         data_dir=_data_dir(args, course), protect=protect)
+                         data_dir=_data_dir(args, course), protect=protect, spare=daemon.take_spare())
         rubric = load_rubric(rubric_path, course=course)
     except UsageError as exc:
         if early is not None:
@@ -415,7 +420,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--kit", nargs="?", const="", default=None, metavar="DIR",
                        help="self-test with a student kit (built by `grader kit build`): its public checks only; "
                             "DIR defaults to $GRADER_KIT or the kit folder you are in")
+    check.add_argument("--no-daemon", action="store_true",
+                       help="check in this process even if a grader daemon runs (also GRADER_NO_DAEMON=1)")
     check.set_defaults(func=cmd_check)
+
+    daemon = sub.add_parser("daemon", help="a warm background process that makes `grader check` start at once")
+    daemon_sub = daemon.add_subparsers(dest="daemon_command", required=True)
+    daemon_start = daemon_sub.add_parser("start", help="start this user's daemon (if none runs) and wait until it serves")
+    daemon_start.add_argument("--idle-minutes", type=float, default=30.0,
+                              help="leave after this long without a check (default: 30)")
+    daemon_start.add_argument("--foreground", action="store_true", help="serve in this process (logs to stdout)")
+    daemon_start.set_defaults(func=cmd_daemon)
+    for name, text in (("stop", "stop this user's daemon"), ("status", "say whether a daemon serves, and what it did")):
+        daemon_sub.add_parser(name, help=text).set_defaults(func=cmd_daemon)
 
     grade = sub.add_parser("grade", help="grade a folder of submissions (one sub-folder each) in parallel")
     grade.add_argument("folder", help="folder with one sub-folder per submission")
@@ -481,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = int(args.func(args))
+        code = _delegated(args) if argv is None else None
+        if code is None:
+            code = int(args.func(args))
     except UsageError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         code = EXIT_USAGE
@@ -490,6 +509,39 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         _leave(code)
     return code
+
+
+def _delegated(args: argparse.Namespace) -> int | None:
+    """A `grader check` typed at a shell goes to this user's grader daemon when one of this grader runs
+    (`grader.daemon`); None: it runs here."""
+    if args.func is not cmd_check or args.no_daemon or args.kit is not None:
+        return None
+    from grader import daemon
+
+    return daemon.delegate(sys.argv[1:])
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from grader import daemon
+
+    if args.daemon_command == "start":
+        if args.foreground:
+            return daemon.serve(args.idle_minutes)
+        status = daemon.start(args.idle_minutes)
+        print(f"grader daemon: pid {status['pid']} serves {status['socket']}; it leaves after "
+              f"{status['idle_minutes']:g} idle minutes (grader daemon stop ends it now)")
+        return EXIT_OK
+    status = daemon.request(args.daemon_command)
+    if status is None:
+        print("grader daemon: none of this grader runs for this user")
+        return 1 if args.daemon_command == "status" else EXIT_OK
+    if args.daemon_command == "stop":
+        print(f"grader daemon: pid {status['pid']} stops")
+    else:
+        print(f"grader daemon: pid {status['pid']} on {status['socket']}: {status['served']} check(s) served, "
+              f"{status['spares_taken']} on a warm sandbox child, {status['running']} running; spare child for: "
+              f"{status['spare'] or 'none yet'}; leaves after {status['idle_minutes']:g} idle minutes")
+    return EXIT_OK
 
 
 def _leave(code: int) -> None:

@@ -91,52 +91,138 @@ class Prestart:
         shutil.rmtree(self.workspace, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _EarlyPlan:
+    """What `prestart` and `spawn_spare` read from the rubric's YAML alone."""
+
+    code_names: list[str]
+    answer_names: list[str]
+    limits: dict[str, Any]
+    load_mode: str
+    judged: bool  # the rubric has checks the judge decides on exported graphs: the child warms torch.export up
+    reference_dir: Path
+    sandbox_limits: Limits
+
+
+def _early_plan(rubric_path: Path, threads: int | None) -> _EarlyPlan | None:
+    try:
+        data = yaml.safe_load(Path(rubric_path).read_text(encoding="utf-8"))
+        sub = data["submission"]
+        limits = dict(data.get("limits", {}))
+        kinds = {c["kind"] for q in data["questions"] for c in q["checks"]}
+        intake_limits(limits)  # what cannot be read here is reported by the full load
+        return _EarlyPlan(code_names=list(sub["code"]), answer_names=list(sub.get("answers", [])), limits=limits,
+                          load_mode=str(sub.get("load", "definitions")), judged=bool(kinds & set(JUDGED_KINDS)),
+                          reference_dir=Path(rubric_path).resolve().parent.parent / "reference",
+                          sandbox_limits=_limits_from(limits, threads))
+    except Exception:  # noqa: BLE001 - whatever is wrong, the full load says it properly
+        return None
+
+
+def _early_sandbox(plan: _EarlyPlan, rubric_path: Path, submission: Path, files: SubmissionFiles | None, *,
+                   device: str, isolation: str | None, data_dir: str | None, protect: list[Path] | None) -> Sandbox | None:
+    """A sandbox child spawned from the YAML's plan, or None if it could not start (the full grading tries again
+    and says why). It is protected from more than the rubric may need (every copy of the evaluation labels,
+    whatever the checks), so that what the full rubric asks for is always covered."""
+    from grader.course import Course
+    from grader.training.label_files import evaluation_label_files
+
+    # The course's own check kinds and datasets too, as `protected_paths` will ask (no course code runs).
+    protected = [plan.reference_dir, Path(rubric_path).resolve().parent,
+                 *Course(plan.reference_dir.parent).protected_paths(), *(protect or []),
+                 *evaluation_label_files(data_dir)]
+    sandbox = Sandbox(submission_dir=submission, code_file=files.code if files else None,
+                      answers_file=files.answers if files else None, load_mode=plan.load_mode,
+                      limits=plan.sandbox_limits, isolation_level=isolation, protected=protected, device=device,
+                      warm_export=plan.judged)
+    if sandbox.spawn() is not None:
+        sandbox.close()
+        return None
+    return sandbox
+
+
+@dataclass
+class Spare:
+    """A sandbox child spawned for a rubric and options before any submission is known (`spawn_spare`).
+
+    `grader.daemon` keeps one ready for the next `grader check`: `prestart` takes it when that check's rubric,
+    options and limits are the ones it was spawned for, and copies the submission in before the child's first
+    request (its load), so the child serves that submission alone, exactly as one `prestart` spawns."""
+
+    rubric_path: Path  # resolved
+    options: tuple[Any, ...]  # as `Prestart.options`, with `protect` resolved
+    limits: dict[str, Any]
+    names: tuple[list[str], list[str]]
+    sandbox: Sandbox
+
+    def fits(self, rubric_path: Path, options: tuple[Any, ...], plan: _EarlyPlan) -> bool:
+        return (self.rubric_path == Path(rubric_path).resolve() and self.options == options
+                and self.limits == plan.limits and self.names == (plan.code_names, plan.answer_names)
+                and self.sandbox.alive())
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+
+def _options(device: str, isolation: str | None, data_dir: str | None, protect: list[Path] | None) -> tuple[Any, ...]:
+    return (device, isolation, data_dir, tuple(protect or []))
+
+
+def spawn_spare(rubric_path: Path, *, device: str = "cpu", isolation: str | None = None, data_dir: str | None = None,
+                protect: list[Path] | None = None, threads: int | None = None) -> Spare | None:
+    """Spawn a sandbox child for `rubric_path` with no submission yet, or None where none is kept.
+
+    None at the unprivileged-uid level (a waiting child would hold one of the machine's few student uids, as
+    `grader.batch` avoids too) and for a rubric `prestart` could not read either."""
+    from grader.sandbox import isolation as levels
+
+    plan = _early_plan(rubric_path, threads)
+    if plan is None or levels.choose_level(isolation) == "unprivileged-uid":
+        return None
+    empty = Path(tempfile.mkdtemp(prefix="grader-spare-"))
+    try:
+        sandbox = _early_sandbox(plan, rubric_path, empty, None, device=device, isolation=isolation,
+                                 data_dir=data_dir, protect=protect)
+    finally:
+        shutil.rmtree(empty, ignore_errors=True)  # the child's working copy was made at its spawn
+    if sandbox is None:
+        return None
+    return Spare(rubric_path=Path(rubric_path).resolve(), options=_options(device, isolation, data_dir, protect),
+                 limits=plan.limits, names=(plan.code_names, plan.answer_names), sandbox=sandbox)
+
+
 def prestart(submission_dir: Path, rubric_path: Path, *, device: str = "cpu", isolation: str | None = None,
              data_dir: str | None = None, protect: list[Path] | None = None,
-             threads: int | None = None) -> Prestart | None:
+             threads: int | None = None, spare: Spare | None = None) -> Prestart | None:
     """Take the submission in and spawn its sandbox child before the caller imports torch.
 
     Only the rubric's YAML is read (no schema, no reference, no check classes): a rubric that cannot be
     read this way gets None, and `grade_submission` does everything itself (the full load then reports
-    what is wrong). The child is protected from more than the rubric may need (every copy of the
-    evaluation labels, whatever the checks), so that what the full rubric asks for is always covered.
-    Pass the result to `grade_submission`, or `close` it.
+    what is wrong). A `spare` (`spawn_spare`) made for this rubric and these options is used instead of
+    spawning a child, and closed otherwise. Pass the result to `grade_submission`, or `close` it.
     """
-    try:
-        data = yaml.safe_load(Path(rubric_path).read_text(encoding="utf-8"))
-        sub = data["submission"]
-        code_names, answer_names = list(sub["code"]), list(sub.get("answers", []))
-        limits = dict(data.get("limits", {}))
-        load_mode = str(sub.get("load", "definitions"))
-        kinds = {c["kind"] for q in data["questions"] for c in q["checks"]}
-        reference_dir = Path(rubric_path).resolve().parent.parent / "reference"
-        sandbox_limits = _limits_from(limits, threads)
-        ilimits = intake_limits(limits)
-    except Exception:  # noqa: BLE001 - whatever is wrong, the full load says it properly
+    options = _options(device, isolation, data_dir, protect)
+    plan = _early_plan(rubric_path, threads)
+    if spare is not None and (plan is None or not spare.fits(rubric_path, options, plan)):
+        spare.close()
+        spare = None
+    if plan is None:
         return None
-    from grader.training.label_files import evaluation_label_files
-
     workspace = Path(tempfile.mkdtemp(prefix="grader-intake-"))
     early = None
     try:
-        intake = take_in(submission_dir, workspace / "submission", ilimits)
-        files = find_files(intake.folder, code_names, answer_names, refused=intake.refused)
-        early = Prestart(submission_dir=submission_dir, rubric_path=Path(rubric_path),
-                         options=(device, isolation, data_dir, tuple(protect or [])), limits=limits,
-                         names=(code_names, answer_names), workspace=workspace, intake=intake, files=files, sandbox=None)
+        intake = take_in(submission_dir, workspace / "submission", intake_limits(plan.limits))
+        files = find_files(intake.folder, plan.code_names, plan.answer_names, refused=intake.refused)
+        early = Prestart(submission_dir=submission_dir, rubric_path=Path(rubric_path), options=options,
+                         limits=plan.limits, names=(plan.code_names, plan.answer_names), workspace=workspace,
+                         intake=intake, files=files, sandbox=None)
         if files.code is not None or files.answers is not None:
-            from grader.course import Course
-
-            # The course's own check kinds and datasets too, as `protected_paths` will ask (no course code runs).
-            protected = [reference_dir, Path(rubric_path).resolve().parent,
-                         *Course(reference_dir.parent).protected_paths(), *(protect or []),
-                         *evaluation_label_files(data_dir)]
-            early.sandbox = Sandbox(submission_dir=intake.folder, code_file=files.code, answers_file=files.answers,
-                                    load_mode=load_mode, limits=sandbox_limits, isolation_level=isolation,
-                                    protected=protected, device=device, warm_export=bool(kinds & set(JUDGED_KINDS)))
-            if early.sandbox.spawn() is not None:  # could not start: grade_submission tries again and says why
-                early.sandbox.close()
-                early.sandbox = None
+            if spare is not None:
+                early.sandbox, spare = spare.sandbox, None
+                early.sandbox.fill(intake.folder)
+            else:
+                early.sandbox = _early_sandbox(plan, rubric_path, intake.folder, files, device=device,
+                                               isolation=isolation, data_dir=data_dir, protect=protect)
         return early
     except BaseException as exc:
         if early is not None:
@@ -146,6 +232,9 @@ def prestart(submission_dir: Path, rubric_path: Path, *, device: str = "cpu", is
         if isinstance(exc, Exception):
             return None  # an unreadable submission folder, a sandbox that cannot start...: reported by grade_submission
         raise
+    finally:
+        if spare is not None:  # not taken: a submission with nothing to load
+            spare.close()
 
 
 def _adopt(early: Prestart | None, submission_dir: Path, rubric: Rubric, options: tuple[Any, ...]) -> Prestart | None:
@@ -186,7 +275,7 @@ def grade_submission(submission_dir: Path, rubric: Rubric, *, seed: int, device:
     from grader.judge.server import ensure_started
 
     started = time.perf_counter()
-    early = _adopt(early, submission_dir, rubric, (device, isolation, data_dir, tuple(protect or [])))
+    early = _adopt(early, submission_dir, rubric, _options(device, isolation, data_dir, protect))
     # The judge (grader.judge) is forked now, while this process has run no torch operation, so that it
     # costs no second torch import; in a process that has, it is started as a fresh interpreter instead.
     if any(c.kind in JUDGED_KINDS for c in rubric.checks):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -12,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "submissions_example"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `import reference.hw4` in cross-check tests
+# A grader daemon the developer left running must not take the suite's `grader check`s (grader/daemon.py);
+# tests/test_daemon.py starts its own and lets its checks through.
+os.environ["GRADER_NO_DAEMON"] = "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:

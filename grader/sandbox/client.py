@@ -120,13 +120,25 @@ class Sandbox:
     def _prepare_workdir(self) -> Path:
         """A fresh copy of the submission for each child: what one run deletes, the next still has."""
         workdir = self._tmp / f"work{self.restarts}"
-        shutil.copytree(self.submission_dir, workdir, symlinks=True)
-        plan_user = (self._slot.user.uid, self._slot.user.gid) if self._slot is not None else None
-        if plan_user:
+        self._copy_in(self.submission_dir, workdir)
+        return workdir
+
+    def _copy_in(self, folder: Path, workdir: Path) -> None:
+        shutil.copytree(folder, workdir, symlinks=True, dirs_exist_ok=True)
+        if self._slot is not None:
             for root, dirs, files in os.walk(workdir):
                 for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-                    os.chown(name, *plan_user, follow_symlinks=False)
-        return workdir
+                    os.chown(name, self._slot.user.uid, self._slot.user.gid, follow_symlinks=False)
+
+    def fill(self, folder: Path) -> None:
+        """Give a child spawned from an empty folder (a spare: `grader.engine.spawn_spare`) its submission.
+
+        Only between `spawn` and `start`: the child has run nothing but the grader's start-up, and reads its
+        folder first at the load request, so it then sees exactly what one spawned for `folder` sees."""
+        if not self._spawned or any(self._workdir.iterdir()):
+            raise RuntimeError("fill() is for a spawned, unstarted child of an empty folder")
+        self._copy_in(folder, self._workdir)
+        self.submission_dir = folder.resolve()
 
     def _child_path(self, workdir: Path, inside: str, real: Path | None) -> str | None:
         if real is None:

@@ -1,0 +1,214 @@
+"""`grader daemon`: checks sent to a warm daemon get what a direct `grader check` gets, a spare sandbox child
+serves one submission only, and only its own user may use it (grader/daemon.py)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from grader import daemon
+from tests.conftest import EXAMPLES, ROOT
+
+pytestmark = pytest.mark.slow
+
+CORRECT = EXAMPLES / "hw4" / "correct"
+
+# A submission that tries to leave something for whoever is graded after it: files in its folder, in /tmp and
+# in its home, and a process that keeps writing them after its child has ended.
+LEAVER = '''
+def rgb_to_gray_weight():
+    import os, time
+    for folder in (".", "/tmp", os.path.expanduser("~"), "/submission/.."):
+        try:
+            open(os.path.join(folder, "left-by-the-last-check"), "w").write("x")
+        except OSError:
+            pass
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1
+    if pid == 0:
+        for _ in range(300):
+            try:
+                open("/tmp/left-by-the-last-check", "w").write("x")
+            except OSError:
+                pass
+            time.sleep(0.1)
+        os._exit(0)
+    return torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+'''
+# ... and one that gives a wrong answer if it finds any of it.
+FINDER = '''
+def rgb_to_gray_weight():
+    import glob, os
+    seen = [p for folder in (".", "/tmp", os.path.expanduser("~"), "/submission/..", "/")
+            for p in glob.glob(os.path.join(folder, "left-by-the-last-check"))]
+    if seen:
+        return torch.zeros(1, 3, 1, 1)
+    return torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+'''
+
+
+def _submission(tmp: Path, name: str, function: str) -> Path:
+    folder = tmp / name
+    shutil.copytree(CORRECT, folder)
+    code = (folder / "hw4.py").read_text()
+    start = code.index("def rgb_to_gray_weight():")
+    end = code.index("\ndef ", start + 1)
+    (folder / "hw4.py").write_text(code[:start] + function.strip() + "\n\n" + code[end:])
+    return folder
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "GRADER_NO_DAEMON"}
+    env.update(GRADER_DAEMON_DIR=str(home), **extra)
+    return env
+
+
+def _grader(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _check(env: dict[str, str], folder: Path, out: Path, *extra: str) -> dict:
+    proc = _grader(env, "check", str(folder), "--assignment", "hw4", "--skip-training", "--json", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return {"record": json.loads(out.read_text()), "stderr": proc.stderr}
+
+
+def _status(env: dict[str, str]) -> dict:
+    home = Path(env["GRADER_DAEMON_DIR"])
+    old = os.environ.get("GRADER_DAEMON_DIR")
+    os.environ["GRADER_DAEMON_DIR"] = str(home)
+    try:
+        return daemon.request("status") or {}
+    finally:
+        if old is None:
+            del os.environ["GRADER_DAEMON_DIR"]
+        else:
+            os.environ["GRADER_DAEMON_DIR"] = old
+
+
+def _verdicts(record: dict) -> list[tuple]:
+    return [(r["check_id"], r["score"], r["status"], r["feedback"]) for r in record["results"]]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A daemon in a folder of its own, and the checks this module sends it, in order."""
+    tmp = tmp_path_factory.mktemp("daemon")
+    # Its own folder, mode 0700, where another uid could reach it once opened (pytest's folders are 0700 above).
+    home = Path(tempfile.mkdtemp(prefix="grader-daemon-test-"))
+    env = _env(home)
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "daemon", "start", "--foreground", "--idle-minutes", "5"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not _status(env) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.3)
+        runs = {
+            "leaver": _check(env, _submission(tmp, "leaver", LEAVER), tmp / "leaver.json"),
+            "finder": _check(env, _submission(tmp, "finder", FINDER), tmp / "finder.json"),
+            "daemon": _check(env, CORRECT, tmp / "daemon.json", "--seed", "7"),
+            # The same check in this process: the daemon was started without this variable, read at import.
+            "direct": _check(_env(home, OMP_NUM_THREADS="1"), CORRECT, tmp / "direct.json", "--seed", "7"),
+        }
+        yield {"env": env, "home": home, "proc": proc, "runs": runs, "status": _status(env), "tmp": tmp}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_checks_through_the_daemon_grade_as_a_direct_check(served):
+    runs, status = served["runs"], served["status"]
+    assert status["served"] == 3  # the direct check was not sent: its environment differs
+    assert status["spares_taken"] == 2  # the second and third checks each found a child waiting
+    assert "not using the grader daemon" in runs["direct"]["stderr"] and "OMP_NUM_THREADS" in runs["direct"]["stderr"]
+    assert _verdicts(runs["daemon"]["record"]) == _verdicts(runs["direct"]["record"])
+    assert sum(r["score"] for r in runs["daemon"]["record"]["results"]) == 90
+
+
+def test_a_spare_child_sees_nothing_of_the_check_before(served):
+    runs = served["runs"]
+    assert sum(r["score"] for r in runs["leaver"]["record"]["results"]) == 90
+    # The finder ran in the spare child made while the leaver was graded, right after it.
+    finder = {r["check_id"]: r for r in runs["finder"]["record"]["results"]}
+    assert finder["p3"]["score"] == finder["p3"]["max_score"], finder["p3"]["feedback"]
+    assert sum(r["score"] for r in finder.values()) == 90
+
+
+def test_ctrl_c_ends_the_check_in_the_daemon(served):
+    env = served["env"]
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "check", str(CORRECT), "--assignment", "hw4",
+                             "--skip-training", "-q"], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 60
+    while _status(env).get("running", 0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    deadline = time.monotonic() + 30
+    while _status(env)["running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _status(env)["running"] == 0
+
+
+def test_another_user_is_refused(served):
+    """Even past the folder's mode and the socket's: the daemon asks the kernel who connected."""
+    path = daemon.socket_path(served["home"])
+    os.chmod(served["home"], 0o711)
+    os.chmod(path, 0o666)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 3
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(20)
+                    sock.connect(str(path))
+                    try:
+                        daemon.send(sock, {"op": "status"})
+                        daemon.receive(sock)
+                        code = 1  # answered
+                    except (daemon.Closed, BrokenPipeError, ConnectionResetError):  # hung up on, unheard
+                        code = 0
+            except BaseException as exc:
+                print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        os.chmod(served["home"], 0o700)
+        os.chmod(path, 0o600)
+    assert _status(served["env"])["pid"] == served["proc"].pid  # still serving
+
+
+def test_a_folder_others_may_enter_is_refused(tmp_path, monkeypatch):
+    home = tmp_path / "open"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
+    with pytest.raises(daemon.UsageError, match="0700"):
+        daemon.private_home(create=False)
+
+
+def test_stop(served):
+    env = served["env"]
+    proc = _grader(env, "daemon", "stop")
+    assert proc.returncode == 0 and "stops" in proc.stdout
+    served["proc"].wait(timeout=30)
+    assert not daemon.socket_path(served["home"]).exists()
+    assert _grader(env, "daemon", "status").returncode == 1
