@@ -11,8 +11,9 @@ Training checks are left out of both.
 Otter-Grader 7.0.0 is installed from PyPI once, into its own cached venv (never into the project's);
 that venv sees the project's dependency venv through a .pth file appended last, for torch only
 (Otter's own packages come first). Nothing of Otter's is committed. Each round times one `otter run`
-and one `grader check`, in alternating order; the medians and their ratio are printed with the load
-average, since this machine is shared.
+and two `grader check`s, one run directly and one sent to a grader daemon (`grader daemon`, started
+here with one untimed check, so that a spare sandbox child is ready for each timed one), each first in
+turn; the medians and their ratios are printed with the load average, since this machine is shared.
 """
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from warm_daemon import GRADER, warm_daemon
+
 ROOT = Path(__file__).resolve().parent.parent
+DAEMON = "grader check (daemon)"
 OTTER_VERSION = "7.0.0"
 OTTER_PINS = [f"otter-grader=={OTTER_VERSION}", "ipykernel==7.4.0"]
 INIT_CELL = "import otter\ngrader = otter.Notebook()"
@@ -236,11 +240,11 @@ def run_otter(otter: Path, autograder: Path, notebook: Path, out: Path) -> tuple
     return seconds, score, possible
 
 
-def run_grader(folder: Path, results: Path, seed: int) -> tuple[float, float, float]:
-    """(seconds, score, possible) of one `grader check --skip-training`."""
+def run_grader(folder: Path, results: Path, seed: int, env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """(seconds, score, possible) of one `grader check --skip-training`, through the daemon of `env` if given."""
     started = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv" / "bin" / "grader"), "check", str(folder), "--assignment", "hw4", "--skip-training",
-                    "-q", "--seed", str(seed), "--results", str(results)], check=True, cwd=ROOT)
+    subprocess.run([GRADER, "check", str(folder), "--assignment", "hw4", "--skip-training", "-q", "--seed", str(seed),
+                    "--results", str(results), *([] if env else ["--no-daemon"])], check=True, cwd=ROOT, env=env)
     seconds = time.perf_counter() - started
     data = json.loads(results.read_text())
     return seconds, float(data["score"]), float(sum(t["max_score"] for t in data["tests"]))
@@ -255,26 +259,29 @@ def main() -> None:
         work = Path(tmp)
         notebook = write_notebook(work / "submission")
         autograder = build_autograder(otter, work / "otter")
-        times: dict[str, list[float]] = {"otter run": [], "grader check": []}
+        names = ("otter run", "grader check", DAEMON)
+        times: dict[str, list[float]] = {name: [] for name in names}
         scores: dict[str, tuple[float, float]] = {}
         loads = [os.getloadavg()[0]]
-        for i in range(args.runs):
-            order = ("otter run", "grader check") if i % 2 == 0 else ("grader check", "otter run")
-            for name in order:
-                if name == "otter run":
-                    seconds, score, possible = run_otter(otter, autograder, notebook, work / "otter-out")
-                else:
-                    seconds, score, possible = run_grader(notebook.parent, work / "results.json", seed=i)
-                times[name].append(seconds)
-                scores[name] = (score, possible)
-            loads.append(os.getloadavg()[0])
+        with warm_daemon([str(notebook.parent), "--assignment", "hw4", "--skip-training"]) as env:
+            for i in range(args.runs):
+                for name in names[i % 3:] + names[:i % 3]:  # each first in turn
+                    if name == "otter run":
+                        seconds, score, possible = run_otter(otter, autograder, notebook, work / "otter-out")
+                    else:
+                        seconds, score, possible = run_grader(notebook.parent, work / "results.json", seed=i,
+                                                              env=env if name == DAEMON else None)
+                    times[name].append(seconds)
+                    scores[name] = (score, possible)
+                loads.append(os.getloadavg()[0])
         for name, ts in times.items():
             score, possible = scores[name]
-            print(f"{name:14s} median {statistics.median(ts):6.2f} s   runs: {', '.join(f'{t:.2f}' for t in ts)}   "
+            print(f"{name:22s} median {statistics.median(ts):6.2f} s   runs: {', '.join(f'{t:.2f}' for t in ts)}   "
                   f"score {score:g}/{possible:g}")
-        ratio = statistics.median(times["otter run"]) / statistics.median(times["grader check"])
-        print(f"otter run / grader check = {ratio:.2f}x (medians of {args.runs} interleaved runs; "
-              f"1-min load average {min(loads):.2f}-{max(loads):.2f} during the runs)")
+        for name in names[1:]:
+            ratio = statistics.median(times["otter run"]) / statistics.median(times[name])
+            print(f"otter run / {name} = {ratio:.2f}x (medians of {args.runs} interleaved runs)")
+        print(f"1-min load average {min(loads):.2f}-{max(loads):.2f} during the runs")
 
 
 if __name__ == "__main__":

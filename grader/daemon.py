@@ -155,7 +155,12 @@ def delegate(argv: list[str]) -> int | None:
     if os.environ.get("GRADER_NO_DAEMON"):
         return None
     folder = private_home(create=False)
-    if folder is None or not socket_path(folder).exists():
+    if folder is None:
+        return None
+    if not socket_path(folder).exists():
+        if others(folder):
+            print("grader: a grader daemon of other grader code runs, and this check runs here; to use one of "
+                  "this code: grader daemon start (it replaces the old one)", file=sys.stderr)
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -198,15 +203,26 @@ def delegate(argv: list[str]) -> int | None:
     return None
 
 
-def request(op: str) -> dict[str, Any] | None:
-    """Ask this user's daemon of this grader for `status` or to `stop`; None if none answers."""
+def others(folder: Path) -> list[Path]:
+    """Sockets of daemons of other grader code run by this Python (the old code of a grader changed in place)."""
+    found = []
+    for path in folder.glob("daemon-*.sock"):
+        if path != socket_path(folder):
+            status = request("status", path)
+            if status is not None and status.get("executable") == sys.executable:
+                found.append(path)
+    return found
+
+
+def request(op: str, path: Path | None = None) -> dict[str, Any] | None:
+    """Ask this user's daemon of this grader (or the one at `path`) for `status` or to `stop`; None if none answers."""
     folder = private_home(create=False)
     if folder is None:
         return None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(REQUEST_TIMEOUT_S)
-            sock.connect(str(socket_path(folder)))
+            sock.connect(str(path or socket_path(folder)))
             send(sock, {"op": op})
             return receive(sock)[0]
     except (OSError, Closed, ValueError):
@@ -220,8 +236,11 @@ def start(idle_minutes: float, timeout_s: float = 180.0) -> dict[str, Any]:
     if running is not None:
         return running
     folder = private_home(create=True) or home()
+    for old in others(folder):  # its checks run here now: its memory (a spare child is ~0.7 GB) is wasted
+        request("stop", old)
     log = open(folder / f"daemon-{identity()}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "grader", "daemon", "start", "--foreground",
+    # -P: no folder of the starter's on its import path (a worker changes folder to each caller's).
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "grader", "daemon", "start", "--foreground",
                              "--idle-minutes", str(idle_minutes)], stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
     log.close()
@@ -264,9 +283,12 @@ def hint(rubric_path: Path, *, device: str, isolation: str | None, data_dir: str
     """In a daemon's worker: ask for a spare made like this check's child, for the next check. Elsewhere nothing."""
     if _CONTEXT is None:
         return
+    # The grader's own variables too (GRADER_ISOLATION, GRADER_THREADS, where datasets are...): the spare
+    # worker, a fork of the daemon, has the daemon's environment, not this caller's.
     line = json.dumps({"rubric_path": str(Path(rubric_path).resolve()), "device": device, "isolation": isolation,
                        "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
-                       "protect": [str(p) for p in protect]}).encode() + b"\n"
+                       "protect": [str(p) for p in protect],
+                       "env": {k: v for k, v in os.environ.items() if k.startswith("GRADER_")}}).encode() + b"\n"
     if len(line) <= select.PIPE_BUF:  # one write the daemon reads whole; a longer one is not worth a spare
         try:
             os.write(_CONTEXT.hint_fd, line)
@@ -371,7 +393,8 @@ class _Daemon:
         conn.close()
 
     def status(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "socket": str(self.path), "started": self.started, "served": self.served,
+        return {"pid": os.getpid(), "socket": str(self.path), "executable": sys.executable, "code": code_digest(),
+                "started": self.started, "served": self.served,
                 "spares_taken": self.spares_taken, "running": len(self.workers),
                 "spare": self.spare.hint["rubric_path"] if self.spare else None, "idle_minutes": self.idle_s / 60}
 
@@ -414,7 +437,7 @@ class _Daemon:
             return
         self._drop_spare()
         control, theirs = socket.socketpair()
-        pid = self._fork(lambda: _spare_main(theirs, wanted, self.hint_w), keep=[theirs.fileno()])
+        pid = self._fork(lambda: _spare_main(theirs, wanted, self.hint_w), close=[control.fileno()])
         theirs.close()
         self.spare = _Spare(pid=pid, control=control, hint=wanted)
 
@@ -423,7 +446,7 @@ class _Daemon:
             self.spare.control.close()  # it closes its child and leaves
             self.spare = None
 
-    def _fork(self, body: Any, keep: list[int] = ()) -> int:
+    def _fork(self, body: Any, close: list[int] = ()) -> int:
         pid = os.fork()
         if pid:
             return pid
@@ -433,13 +456,12 @@ class _Daemon:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             os.setpgid(0, 0)  # not in the daemon's process group: signals for the daemon are not the check's
-            for fd in self._own + [c.fileno() for c in self.workers.values()] + (
-                    [self.spare.control.fileno()] if self.spare else []):
-                if fd not in keep:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+            for fd in [*self._own, *close, *(c.fileno() for c in self.workers.values()),
+                       *([self.spare.control.fileno()] if self.spare else [])]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
             body()
         except BaseException:  # noqa: BLE001 - a worker never returns into the daemon's loop
             traceback.print_exc()
@@ -495,6 +517,9 @@ def _spare_main(control: socket.socket, wanted: dict[str, Any], hint_fd: int) ->
     signal.signal(signal.SIGTERM, leave)
     spare = None
     try:
+        for key in [k for k in os.environ if k.startswith("GRADER_")]:
+            del os.environ[key]
+        os.environ.update(wanted["env"])
         spare = spawn_spare(Path(wanted["rubric_path"]), device=wanted["device"], isolation=wanted["isolation"],
                             data_dir=wanted["data_dir"], protect=[Path(p) for p in wanted["protect"]])
         message, fds = receive(control, max_fds=4)
@@ -516,9 +541,10 @@ def _work(conn: socket.socket, stdio: list[int], message: dict[str, Any], spare:
     for target, fd in zip((0, 1, 2), stdio):
         os.dup2(fd, target)
         os.close(fd)
-    sys.stdin = open(0, encoding=sys.stdin.encoding, closefd=False)
-    sys.stdout = open(1, "w", encoding=sys.stdout.encoding, buffering=1 if os.isatty(1) else -1, closefd=False)
-    sys.stderr = io.TextIOWrapper(open(2, "wb", buffering=0, closefd=False), encoding=sys.stderr.encoding,
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    sys.stdin = open(0, encoding=encoding, closefd=False)
+    sys.stdout = open(1, "w", encoding=encoding, buffering=1 if os.isatty(1) else -1, closefd=False)
+    sys.stderr = io.TextIOWrapper(open(2, "wb", buffering=0, closefd=False), encoding=encoding,
                                   errors="backslashreplace", line_buffering=True)
     code = 1
     try:

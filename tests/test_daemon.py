@@ -212,3 +212,22 @@ def test_stop(served):
     served["proc"].wait(timeout=30)
     assert not daemon.socket_path(served["home"]).exists()
     assert _grader(env, "daemon", "status").returncode == 1
+    # Its spare worker and that worker's sandbox child leave with it.
+    deadline = time.monotonic() + 30
+    while _processes_of(served["home"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_of(served["home"]) == []
+
+
+def _processes_of(home: Path) -> list[int]:
+    """Processes started with this daemon folder in their environment (the daemon, its workers, their children)."""
+    mark = f"GRADER_DAEMON_DIR={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
