@@ -131,8 +131,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         # and one is made ready for the next check like this one.
         daemon.hint(rubric_path, device=device, isolation=args.isolation, data_dir=_data_dir(args, course),
                     protect=protect)
+        spare = daemon.take_spare()
         early = prestart(folder, rubric_path, device=device, isolation=args.isolation,
-                         data_dir=_data_dir(args, course), protect=protect, spare=daemon.take_spare())
+                         data_dir=_data_dir(args, course), protect=protect, spare=spare)
+        daemon.used_spare(spare, early)
         rubric = load_rubric(rubric_path, course=course)
     except UsageError as exc:
         if early is not None:
@@ -539,7 +541,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         print(f"grader daemon: pid {status['pid']} stops")
     else:
         print(f"grader daemon: pid {status['pid']} on {status['socket']}: {status['served']} check(s) served, "
-              f"{status['spares_taken']} on a warm sandbox child, {status['running']} running; spare child for: "
+              f"{status['spares_used']} on a sandbox child started ahead, {status['running']} running; spare child for: "
               f"{status['spare'] or 'none yet'}; leaves after {status['idle_minutes']:g} idle minutes")
     return EXIT_OK
 

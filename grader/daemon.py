@@ -279,6 +279,15 @@ def take_spare() -> Any:
     return spare
 
 
+def used_spare(spare: Any, early: Any) -> None:
+    """In a daemon's worker: say whether the check's child is the spare's (counted in `grader daemon status`)."""
+    if _CONTEXT is not None and spare is not None and early is not None and early.sandbox is spare.sandbox:
+        try:
+            os.write(_CONTEXT.hint_fd, b'{"used_spare": true}\n')
+        except OSError:
+            pass
+
+
 def hint(rubric_path: Path, *, device: str, isolation: str | None, data_dir: str | None, protect: list[Path]) -> None:
     """In a daemon's worker: ask for a spare made like this check's child, for the next check. Elsewhere nothing."""
     if _CONTEXT is None:
@@ -311,7 +320,8 @@ class _Daemon:
     started: float = field(default_factory=time.time)
     last: float = field(default_factory=time.monotonic)
     served: int = 0
-    spares_taken: int = 0
+    spares_taken: int = 0  # checks handed to a spare worker
+    spares_used: int = 0  # ... that used its child (made for the same rubric and options)
     workers: dict[int, socket.socket] = field(default_factory=dict)  # pid -> its caller's connection
     spare: _Spare | None = None
     stopping: bool = False
@@ -346,8 +356,7 @@ class _Daemon:
                     except BlockingIOError:
                         pass
                     *lines, pending = pending.split(b"\n")
-                    for line in lines[-1:]:  # the newest check's is the one to prepare for
-                        self._prepare(line)
+                    self._heard(lines)
                 else:
                     try:
                         os.read(wake_r, 4096)
@@ -395,7 +404,7 @@ class _Daemon:
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "socket": str(self.path), "executable": sys.executable, "code": code_digest(),
                 "started": self.started, "served": self.served,
-                "spares_taken": self.spares_taken, "running": len(self.workers),
+                "spares_taken": self.spares_taken, "spares_used": self.spares_used, "running": len(self.workers),
                 "spare": self.spare.hint["rubric_path"] if self.spare else None, "idle_minutes": self.idle_s / 60}
 
     def _run(self, conn: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
@@ -428,11 +437,22 @@ class _Daemon:
             os.close(fd)
         self.workers[pid] = conn  # the worker says "accepted" and its exit code; the daemon, its death
 
-    def _prepare(self, line: bytes) -> None:
-        try:
-            wanted = json.loads(line)
-        except ValueError:
-            return
+    def _heard(self, lines: list[bytes]) -> None:
+        """Workers' lines: a check used its spare child, or wants one like its own for the next check."""
+        wanted = None
+        for line in lines:
+            try:
+                said = json.loads(line)
+            except ValueError:
+                continue
+            if said == {"used_spare": True}:
+                self.spares_used += 1
+            elif isinstance(said, dict):
+                wanted = said  # the newest check's is the one to prepare for
+        if wanted is not None:
+            self._prepare(wanted)
+
+    def _prepare(self, wanted: dict[str, Any]) -> None:
         if self.spare is not None and self.spare.hint == wanted:
             return
         self._drop_spare()

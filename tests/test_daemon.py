@@ -134,7 +134,7 @@ def served(tmp_path_factory):
 def test_checks_through_the_daemon_grade_as_a_direct_check(served):
     runs, status = served["runs"], served["status"]
     assert status["served"] == 3  # the direct check was not sent: its environment differs
-    assert status["spares_taken"] == 2  # the second and third checks each found a child waiting
+    assert status["spares_taken"] == status["spares_used"] == 2  # the 2nd and 3rd checks each used a child waiting
     assert "not using the grader daemon" in runs["direct"]["stderr"] and "OMP_NUM_THREADS" in runs["direct"]["stderr"]
     assert _verdicts(runs["daemon"]["record"]) == _verdicts(runs["direct"]["record"])
     assert sum(r["score"] for r in runs["daemon"]["record"]["results"]) == 90
