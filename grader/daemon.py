@@ -49,6 +49,7 @@ from grader.version import code_digest
 
 MAX_MESSAGE = 1 << 20  # a request: arguments, a folder and an environment
 REQUEST_TIMEOUT_S = 10.0  # for a connected peer to send its request
+INTERRUPT_GRACE_S = 30.0  # for a worker whose caller is gone to leave after SIGINT, before SIGKILL
 # Environment read once, when the daemon imported torch and started Python: a caller whose values differ
 # would not get what it asked for, so it runs the check itself.
 IMPORT_TIME_ENV = ("OMP_", "MKL_", "KMP_", "OPENBLAS_", "GOMP_", "CUDA_", "TORCH", "PYTORCH_", "PYTHON", "LD_")
@@ -154,7 +155,13 @@ def delegate(argv: list[str]) -> int | None:
     Python is running, or it cannot take this caller (it says why), and the caller runs the command itself."""
     if os.environ.get("GRADER_NO_DAEMON"):
         return None
-    folder = private_home(create=False)
+    try:
+        folder = private_home(create=False)
+    except UsageError as exc:
+        # Another user (or a student uid, where /tmp is shared) may have made that folder: it must not cost a
+        # check, which runs here; only `grader daemon start` refuses.
+        print(f"grader: not using a grader daemon: {exc}", file=sys.stderr)
+        return None
     if folder is None:
         return None
     if not socket_path(folder).exists():
@@ -323,6 +330,9 @@ class _Daemon:
     spares_taken: int = 0  # checks handed to a spare worker
     spares_used: int = 0  # ... that used its child (made for the same rubric and options)
     workers: dict[int, socket.socket] = field(default_factory=dict)  # pid -> its caller's connection
+    # Workers whose caller hung up, and when they were interrupted (SIGINT, as Ctrl-C does), to kill one that
+    # has not left after INTERRUPT_GRACE_S.
+    interrupted: dict[int, float] = field(default_factory=dict)
     spare: _Spare | None = None
     stopping: bool = False
 
@@ -336,7 +346,7 @@ class _Daemon:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that the wakeup descriptor hears it
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._stop)
-        selector = selectors.DefaultSelector()
+        selector = self.selector = selectors.DefaultSelector()
         selector.register(listener, selectors.EVENT_READ, "accept")
         selector.register(self.hint_r, selectors.EVENT_READ, "hint")
         selector.register(wake_r, selectors.EVENT_READ, "wake")
@@ -350,6 +360,8 @@ class _Daemon:
                     except OSError:
                         continue
                     self._handle(conn)
+                elif isinstance(key.data, tuple):  # ("caller", pid): a running check's caller said something
+                    self._caller_readable(key.fileobj, key.data[1])
                 elif key.data == "hint":
                     try:
                         pending += os.read(self.hint_r, 65536)
@@ -363,6 +375,7 @@ class _Daemon:
                     except BlockingIOError:
                         pass
             self._reap()
+            self._kill_stuck()
             if not self.workers and time.monotonic() - self.last > self.idle_s:
                 print(f"grader daemon: idle for {self.idle_s / 60:g} minutes, leaving", flush=True)
                 self.stopping = True
@@ -436,6 +449,35 @@ class _Daemon:
         for fd in fds:
             os.close(fd)
         self.workers[pid] = conn  # the worker says "accepted" and its exit code; the daemon, its death
+        # A caller sends nothing after its request: the connection turns readable only when the caller is gone
+        # (killed, its terminal closed, `timeout`). Its check is interrupted then, as a direct one would end.
+        self.selector.register(conn, selectors.EVENT_READ, ("caller", pid))
+
+    def _caller_readable(self, conn: socket.socket, pid: int) -> None:
+        try:
+            data = conn.recv(4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:  # not a word it should say; its check goes on
+            return
+        # Gone: a check nobody waits for must not go on (it would still write its results file, perhaps
+        # after a later check of the same folder wrote its own).
+        self.selector.unregister(conn)
+        print(f"grader daemon: the caller of worker {pid} hung up; interrupting it", flush=True)
+        self.interrupted[pid] = time.monotonic()
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def _kill_stuck(self) -> None:
+        for pid, since in list(self.interrupted.items()):
+            if pid not in self.workers:
+                del self.interrupted[pid]
+            elif time.monotonic() - since > INTERRUPT_GRACE_S:
+                _end(pid)
 
     def _heard(self, lines: list[bytes]) -> None:
         """Workers' lines: a check used its spare child, or wants one like its own for the next check."""
@@ -497,6 +539,10 @@ class _Daemon:
                 return
             conn = self.workers.pop(pid, None)
             if conn is not None:
+                try:
+                    self.selector.unregister(conn)
+                except (KeyError, ValueError):  # unregistered when its caller hung up
+                    pass
                 if status != 0:  # it did not say its exit code: the caller checks for itself
                     code = os.waitstatus_to_exitcode(status)
                     why = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
@@ -584,6 +630,9 @@ def _work(conn: socket.socket, stdio: list[int], message: dict[str, Any], spare:
         leftover = take_spare()
         if leftover is not None:
             leftover.close()
+    # Its caller may hang up as soon as it has the exit code, and the daemon then interrupts this worker: the
+    # check is over by now, and what remains (closing its sandbox and judge at exit) must not be cut short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -57,6 +57,14 @@ def rgb_to_gray_weight():
     return torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
 '''
 
+# A correct submission that takes its time: its check is still running when its caller is killed.
+SLOW = '''
+def rgb_to_gray_weight():
+    import time
+    time.sleep(25)
+    return torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+'''
+
 
 def _submission(tmp: Path, name: str, function: str) -> Path:
     folder = tmp / name
@@ -205,6 +213,28 @@ def test_a_folder_others_may_enter_is_refused(tmp_path, monkeypatch):
         daemon.private_home(create=False)
 
 
+def test_a_check_whose_caller_is_killed_ends(served):
+    """A caller killed (a `timeout`, a closed terminal) takes its check with it, as a direct one does: the worker
+    must not grade on and write its results file later, over what a check run after it wrote."""
+    env, tmp = served["env"], served["tmp"]
+    results = tmp / "killed" / "results.json"
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "check", str(_submission(tmp, "slow", SLOW)),
+                             "--assignment", "hw4", "--skip-training", "-q", "--results", str(results)],
+                            cwd=ROOT, env=env)
+    deadline = time.monotonic() + 60
+    while not results.exists() and time.monotonic() < deadline:  # the worker's "did not finish" file
+        time.sleep(0.1)
+    assert results.exists() and _status(env)["running"] == 1
+    unfinished = results.read_text()
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 15  # the slow function alone takes 25 s
+    while _status(env)["running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _status(env)["running"] == 0
+    assert results.read_text() == unfinished
+
+
 def test_stop(served):
     env = served["env"]
     proc = _grader(env, "daemon", "stop")
@@ -217,6 +247,20 @@ def test_stop(served):
     while _processes_of(served["home"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _processes_of(served["home"]) == []
+
+
+def test_a_daemon_folder_that_is_not_private_does_not_stop_a_check(tmp_path, monkeypatch, capsys):
+    """Another user (or a student uid, where the sandbox shares /tmp) may make /tmp/grader-daemon-UID first:
+    `grader check` then runs here with a note, instead of failing; only `grader daemon start` refuses it."""
+    home = tmp_path / "squatted"
+    home.mkdir()
+    os.chmod(home, 0o777)
+    monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
+    monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
+    assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
+    assert "not using a grader daemon" in capsys.readouterr().err
+    with pytest.raises(daemon.UsageError, match="0700"):
+        daemon.start(idle_minutes=1)
 
 
 def _processes_of(home: Path) -> list[int]:
