@@ -49,6 +49,9 @@ from grader.version import code_digest
 
 MAX_MESSAGE = 1 << 20  # a request: arguments, a folder and an environment
 REQUEST_TIMEOUT_S = 10.0  # for a connected peer to send its request
+# For a daemon to take a check (it answers in milliseconds, or after another peer's request): one that does
+# not (stopped with Ctrl-Z or SIGSTOP, hung) must not hang every `grader check`, which then runs here.
+ANSWER_TIMEOUT_S = 30.0
 INTERRUPT_GRACE_S = 30.0  # for a worker whose caller is gone to leave after SIGINT, before SIGKILL
 # Environment read once, when the daemon imported torch and started Python: a caller whose values differ
 # would not get what it asked for, so it runs the check itself.
@@ -178,9 +181,16 @@ def delegate(argv: list[str]) -> int | None:
     umask = os.umask(0)
     os.umask(umask)
     try:
+        sock.settimeout(ANSWER_TIMEOUT_S)
         send(sock, {"op": "run", "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask},
              fds=(0, 1, 2))
         first, _ = receive(sock)
+        sock.settimeout(None)  # a check takes as long as it takes
+    except TimeoutError:
+        sock.close()  # a daemon that takes the request later sees this caller gone, and does not run it
+        print(f"grader: the grader daemon did not answer within {ANSWER_TIMEOUT_S:g} s (stopped, or hung?); "
+              f"checking here (grader daemon stop; grader daemon start)", file=sys.stderr)
+        return None
     except (OSError, Closed, ValueError):
         sock.close()
         return None
@@ -432,6 +442,11 @@ class _Daemon:
                 os.close(fd)
             conn.close()
             return
+        if _hung_up(conn):  # it waited for an answer no longer (`delegate`), and checks by itself
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
         self.last = time.monotonic()
         self.served += 1
         spare, self.spare = self.spare, None
@@ -553,6 +568,16 @@ class _Daemon:
                 conn.close()
             elif self.spare is not None and pid == self.spare.pid:
                 self._drop_spare()
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the peer closed its end (it sends nothing after its request)."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _end(pid: int) -> None:

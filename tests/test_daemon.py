@@ -263,6 +263,23 @@ def test_a_daemon_folder_that_is_not_private_does_not_stop_a_check(tmp_path, mon
         daemon.start(idle_minutes=1)
 
 
+def test_a_daemon_that_does_not_answer_does_not_hang_a_check(tmp_path, monkeypatch, capsys):
+    """A daemon stopped (Ctrl-Z on `grader daemon start --foreground`, SIGSTOP) or hung: its socket still takes
+    connections into its backlog, and a check must not wait for it forever."""
+    home = tmp_path / "frozen"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
+    monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
+    monkeypatch.setattr(daemon, "ANSWER_TIMEOUT_S", 0.5)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as frozen:
+        frozen.bind(str(daemon.socket_path(home)))
+        frozen.listen(4)  # and never accepts
+        started = time.monotonic()
+        assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
+        assert time.monotonic() - started < 10
+    assert "did not answer" in capsys.readouterr().err
+
+
 def _processes_of(home: Path) -> list[int]:
     """Processes started with this daemon folder in their environment (the daemon, its workers, their children)."""
     mark = f"GRADER_DAEMON_DIR={home}".encode()
