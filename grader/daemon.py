@@ -182,8 +182,8 @@ def delegate(argv: list[str]) -> int | None:
     os.umask(umask)
     try:
         sock.settimeout(ANSWER_TIMEOUT_S)
-        send(sock, {"op": "run", "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask},
-             fds=(0, 1, 2))
+        send(sock, {"op": "run", "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask,
+                    "cpus": sorted(os.sched_getaffinity(0))}, fds=(0, 1, 2))
         first, _ = receive(sock)
         sock.settimeout(None)  # a check takes as long as it takes
     except TimeoutError:
@@ -644,6 +644,13 @@ def _work(conn: socket.socket, stdio: list[int], message: dict[str, Any], spare:
         os.umask(message["umask"])
         os.environ.clear()
         os.environ.update(message["env"])
+        tempfile.tempdir = None  # the caller's TMPDIR, not the one `home()` may have cached in the daemon
+        cpus = message.get("cpus")
+        if isinstance(cpus, list) and cpus and all(isinstance(c, int) for c in cpus):
+            try:  # the CPUs the caller may use (`taskset`): they decide the check's thread count (grading_threads)
+                os.sched_setaffinity(0, cpus)
+            except OSError:  # none of them is the daemon's to use: its own, as a caller in its cgroup would have
+                pass
         _CONTEXT = _WorkerContext(hint_fd=hint_fd, spare=spare)
         sys.argv = ["grader", *message["argv"]]
         code = cli.main(message["argv"])

@@ -218,13 +218,18 @@ def test_a_check_whose_caller_is_killed_ends(served):
     must not grade on and write its results file later, over what a check run after it wrote."""
     env, tmp = served["env"], served["tmp"]
     results = tmp / "killed" / "results.json"
+    # Run on one CPU (`taskset -c 0`): the worker that checks for it runs on the caller's CPUs too, which decide
+    # the check's thread count, as they would in a direct check.
     proc = subprocess.Popen([sys.executable, "-m", "grader", "check", str(_submission(tmp, "slow", SLOW)),
                              "--assignment", "hw4", "--skip-training", "-q", "--results", str(results)],
-                            cwd=ROOT, env=env)
+                            cwd=ROOT, env=env, preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
     deadline = time.monotonic() + 60
     while not results.exists() and time.monotonic() < deadline:  # the worker's "did not finish" file
         time.sleep(0.1)
     assert results.exists() and _status(env)["running"] == 1
+    if len(os.sched_getaffinity(0)) > 1:
+        workers = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _parent(int(e.name)) == served["proc"].pid]
+        assert str(min(os.sched_getaffinity(0))) in [_cpus(pid) for pid in workers]
     unfinished = results.read_text()
     proc.kill()
     proc.wait(timeout=10)
@@ -278,6 +283,21 @@ def test_a_daemon_that_does_not_answer_does_not_hang_a_check(tmp_path, monkeypat
         assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
         assert time.monotonic() - started < 10
     assert "did not answer" in capsys.readouterr().err
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cpus(pid: int) -> str:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "gone"
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
 
 
 def _processes_of(home: Path) -> list[int]:
