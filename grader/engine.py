@@ -165,7 +165,10 @@ class Spare:
 
 
 def _options(device: str, isolation: str | None, data_dir: str | None, protect: list[Path] | None) -> tuple[Any, ...]:
-    return (device, isolation, data_dir, tuple(protect or []))
+    # Paths resolved: a spare (`grader.daemon`) is made in another folder than the one its check is run from, and
+    # a relative --data-dir must name the same folder in both to match.
+    return (device, isolation, str(Path(data_dir).resolve()) if data_dir else None,
+            tuple(Path(p).resolve() for p in protect or []))
 
 
 def spawn_spare(rubric_path: Path, *, device: str = "cpu", isolation: str | None = None, data_dir: str | None = None,

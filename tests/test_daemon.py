@@ -88,7 +88,11 @@ def _grader(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess
 
 
 def _check(env: dict[str, str], folder: Path, out: Path, *extra: str) -> dict:
-    proc = _grader(env, "check", str(folder), "--assignment", "hw4", "--skip-training", "--json", str(out), *extra)
+    # A --data-dir relative to the caller's folder: a spare, made in the daemon's, must still fit.
+    data = out.parent / "data"
+    data.mkdir(exist_ok=True)
+    proc = _grader(env, "check", str(folder), "--assignment", "hw4", "--skip-training", "--json", str(out),
+                   "--data-dir", os.path.relpath(data, ROOT), *extra)
     assert proc.returncode == 0, proc.stderr
     return {"record": json.loads(out.read_text()), "stderr": proc.stderr}
 
