@@ -283,6 +283,7 @@ class _WorkerContext:
 
     hint_fd: int
     spare: Any = None  # a grader.engine.Spare, taken at most once
+    taken: Any = None  # ... and once taken: closed (again: `close` is idempotent) when the command is over
 
 
 _CONTEXT: _WorkerContext | None = None
@@ -293,6 +294,7 @@ def take_spare() -> Any:
     if _CONTEXT is None:
         return None
     spare, _CONTEXT.spare = _CONTEXT.spare, None
+    _CONTEXT.taken = _CONTEXT.taken or spare
     return spare
 
 
@@ -613,6 +615,10 @@ def _spare_main(control: socket.socket, wanted: dict[str, Any], hint_fd: int) ->
         os.environ.update(wanted["env"])
         spare = spawn_spare(Path(wanted["rubric_path"]), device=wanted["device"], isolation=wanted["isolation"],
                             data_dir=wanted["data_dir"], protect=[Path(p) for p in wanted["protect"]])
+        # A check's interruption (its caller's Ctrl-C, or hang-up) waits until `_work` holds the spare, which it
+        # then closes: interrupted before, the spare's folder and cgroup were left behind. Blocked only now: its
+        # child, spawned above, must not inherit the mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         message, fds = receive(control, max_fds=4)
     except (Closed, OSError, ValueError, SystemExit):  # dropped by the daemon, or the daemon is gone
         if spare is not None:
@@ -627,18 +633,20 @@ def _spare_main(control: socket.socket, wanted: dict[str, Any], hint_fd: int) ->
 def _work(conn: socket.socket, stdio: list[int], message: dict[str, Any], spare: Any, hint_fd: int) -> None:
     """Run one command as the caller would have, in this fresh fork of the daemon, then leave."""
     global _CONTEXT
-    from grader import cli
-
-    for target, fd in zip((0, 1, 2), stdio):
-        os.dup2(fd, target)
-        os.close(fd)
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    sys.stdin = open(0, encoding=encoding, closefd=False)
-    sys.stdout = open(1, "w", encoding=encoding, buffering=1 if os.isatty(1) else -1, closefd=False)
-    sys.stderr = io.TextIOWrapper(open(2, "wb", buffering=0, closefd=False), encoding=encoding,
-                                  errors="backslashreplace", line_buffering=True)
+    _CONTEXT = _WorkerContext(hint_fd=hint_fd, spare=spare)  # first: the `finally` below closes a spare not taken
     code = 1
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by a spare worker until here
+        from grader import cli
+
+        for target, fd in zip((0, 1, 2), stdio):
+            os.dup2(fd, target)
+            os.close(fd)
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        sys.stdin = open(0, encoding=encoding, closefd=False)
+        sys.stdout = open(1, "w", encoding=encoding, buffering=1 if os.isatty(1) else -1, closefd=False)
+        sys.stderr = io.TextIOWrapper(open(2, "wb", buffering=0, closefd=False), encoding=encoding,
+                                      errors="backslashreplace", line_buffering=True)
         send(conn, {"accepted": os.getpid()})
         os.chdir(message["cwd"])
         os.umask(message["umask"])
@@ -651,20 +659,25 @@ def _work(conn: socket.socket, stdio: list[int], message: dict[str, Any], spare:
                 os.sched_setaffinity(0, cpus)
             except OSError:  # none of them is the daemon's to use: its own, as a caller in its cgroup would have
                 pass
-        _CONTEXT = _WorkerContext(hint_fd=hint_fd, spare=spare)
         sys.argv = ["grader", *message["argv"]]
         code = cli.main(message["argv"])
     except SystemExit as exc:  # argparse's usage errors
         code = exc.code if isinstance(exc.code, int) else 2
+    except KeyboardInterrupt:  # before `cli.main` had it: as a direct run's Ctrl-C
+        code = 130
     except BaseException:  # noqa: BLE001 - as a direct run would: the traceback, exit status 1
         traceback.print_exc()
     finally:
-        leftover = take_spare()
-        if leftover is not None:
-            leftover.close()
+        # Not taken (a command that is not a check), or taken and dropped by an interruption before `prestart`
+        # or the check owned it: its folder and cgroup go now. The check is over: nothing uses its child.
+        take_spare()
+        if _CONTEXT.taken is not None:
+            _CONTEXT.taken.close()
     # Its caller may hang up as soon as it has the exit code, and the daemon then interrupts this worker: the
     # check is over by now, and what remains (closing its sandbox and judge at exit) must not be cut short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from grader import cli
+
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -120,7 +120,10 @@ def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("daemon")
     # Its own folder, mode 0700, where another uid could reach it once opened (pytest's folders are 0700 above).
     home = Path(tempfile.mkdtemp(prefix="grader-daemon-test-"))
-    env = _env(home)
+    # Its spares' and its checks' temporary folders in one of their own, to find what they leave behind.
+    scratch = tmp / "scratch"
+    scratch.mkdir()
+    env = _env(home, TMPDIR=str(scratch))
     proc = subprocess.Popen([sys.executable, "-m", "grader", "daemon", "start", "--foreground", "--idle-minutes", "5"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -135,7 +138,8 @@ def served(tmp_path_factory):
             # The same check in this process: the daemon was started without this variable, read at import.
             "direct": _check(_env(home, OMP_NUM_THREADS="1"), CORRECT, tmp / "direct.json", "--seed", "7"),
         }
-        yield {"env": env, "home": home, "proc": proc, "runs": runs, "status": _status(env), "tmp": tmp}
+        yield {"env": env, "home": home, "proc": proc, "runs": runs, "status": _status(env), "tmp": tmp,
+               "scratch": scratch}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -256,6 +260,9 @@ def test_stop(served):
     while _processes_of(served["home"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _processes_of(served["home"]) == []
+    # Nor any sandbox folder: a spare handed to a check that was interrupted at once (Ctrl-C, its caller
+    # killed, above) left its folder and cgroup behind.
+    assert sorted(p.name for p in served["scratch"].glob("grader-sandbox-*")) == []
 
 
 def test_a_daemon_folder_that_is_not_private_does_not_stop_a_check(tmp_path, monkeypatch, capsys):
