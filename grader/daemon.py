@@ -91,7 +91,23 @@ def private_home(create: bool) -> Path | None:
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
         raise UsageError(f"{folder} must be a folder of this user's with mode 0700 (it is where the grader daemon's "
                          f"socket lives): remove it, or set GRADER_DAEMON_DIR to another folder")
+    seen = _sandbox_view(folder)
+    if seen is not None:
+        raise UsageError(f"{folder} is inside {seen}, which the bubblewrap sandbox shows student code (as this "
+                         f"user, to whom the socket answers): set GRADER_DAEMON_DIR to a folder outside it")
     return folder
+
+
+def _sandbox_view(folder: Path) -> Path | None:
+    """The folder bound into every bubblewrap child (`isolation.bwrap_argv`) that holds `folder`, if one does.
+
+    A socket there could be connected to from the child (a socket's mode is checked, not the mount's
+    read-only flag), and the kernel names its peer as this user, whose uid the child's namespace maps."""
+    from grader.sandbox import isolation
+
+    bound = [Path(top) for top in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64")]
+    bound += [*isolation.python_dirs(), Path(__file__).resolve().parent]
+    return next((b for b in bound if b.exists() and isolation._inside(folder, b)), None)
 
 
 def socket_path(folder: Path) -> Path:

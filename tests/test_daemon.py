@@ -279,6 +279,22 @@ def test_a_daemon_folder_that_is_not_private_does_not_stop_a_check(tmp_path, mon
         daemon.start(idle_minutes=1)
 
 
+def test_a_daemon_folder_the_sandbox_can_see_is_refused(tmp_path, monkeypatch, capsys):
+    """GRADER_DAEMON_DIR inside a folder bound into the bubblewrap child (the Python's, here a stand-in): the
+    child could connect to the socket, as the user the daemon serves."""
+    from grader.sandbox import isolation
+
+    home = tmp_path / "venv" / "run"
+    home.mkdir(parents=True, mode=0o700)
+    monkeypatch.setattr(isolation, "python_dirs", lambda: [tmp_path / "venv"])
+    monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
+    monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
+    with pytest.raises(daemon.UsageError, match="bubblewrap sandbox"):
+        daemon.start(idle_minutes=1)
+    assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
+    assert "bubblewrap sandbox" in capsys.readouterr().err
+
+
 def test_a_daemon_that_does_not_answer_does_not_hang_a_check(tmp_path, monkeypatch, capsys):
     """A daemon stopped (Ctrl-Z on `grader daemon start --foreground`, SIGSTOP) or hung: its socket still takes
     connections into its backlog, and a check must not wait for it forever."""
