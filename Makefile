@@ -11,8 +11,9 @@ test-tools:
 	@bash scripts/test-tools.sh
 
 # Both cores: the suite's files run in two workers (a file stays in one), then the serial tests alone.
+# The longest files go first, in the order tests/conftest.py's LONGEST_FIRST gives (not xdist's, by test count).
 test: setup test-tools
-	.venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not serial"
 	.venv/bin/python -m pytest -q -m serial
 
 bench: setup

@@ -55,6 +55,12 @@ class Expect:
     levels: tuple[str, ...] = ("bubblewrap",)  # isolation levels it is graded at
     needs_pids_cgroup: tuple[str, ...] = ()  # levels at which only a pids cgroup contains the attack
     cli: bool = False  # graded through the command line (it attacks the grading process itself)
+    # Graded with the rubric's model checks (module_structure, connectivity: judged by grader.judge on the
+    # models the child exports): the attack is on the models, or could reach them (torch patched in the
+    # child, the grader's files deleted, grader processes killed, a replaced child). The other attacks are
+    # graded with those checks left out (`suite_course(models=False)`): a child that does not import
+    # torch._dynamo nor warm up an export, which is most of a grading's start-up (tests/test_hostile.py).
+    models: bool = False
     # Applied to the copied folder before grading: what git cannot carry (links, FIFOs).
     prepare: Callable[[Path], None] | None = None
 
@@ -73,19 +79,22 @@ ATTACKS: dict[str, Expect] = {
     "exit_os_import": Expect(failed={"*": EXIT_SENTENCE}, output=EXIT_SENTENCE,
                              levels=("bubblewrap", "process")),
     "exit_sys_import": Expect(failed={"p3": r"SystemExit", "p5.LR": r"'LR' is not defined .*calls exit"},
-                              output=r"the code calls exit \(0\) while loading", levels=("bubblewrap", "process")),
-    "infinite_loop": Expect(failed={"p3": r"did not finish within the 15 s time limit"}),
+                              output=r"the code calls exit \(0\) while loading", levels=("bubblewrap", "process"),
+                              models=True),
+    # The replaced child (warm export and all) then gives the model checks their usual results.
+    "infinite_loop": Expect(failed={"p3": r"did not finish within the 15 s time limit"}, models=True),
     "memory_bomb": Expect(failed={"p3": r"(?i)out of memory|MemoryError"}),
     "fork_bomb": Expect(failed={"p3": r"left \d+ processes running when it returned \(a fork bomb\?\); they were all stopped"},
                         needs_pids_cgroup=("bubblewrap",)),
     "print_flood": Expect(),
-    "monkeypatch": Expect(failed={"p3": r"differs from the expected value", "p5.logistic_loss": r"differs from the expected value"}),
+    "monkeypatch": Expect(failed={"p3": r"differs from the expected value", "p5.logistic_loss": r"differs from the expected value"},
+                          models=True),  # torch patched in the child that exports the models
     "always_equal": Expect(failed={"p1": r"object of type AlwaysEqual", "p3": r"differs from the expected value",
                                    "p5.logistic_loss": r"object of type AgreeableFloat"}),
     "snoop": Expect(failed={"p3": r"RuntimeError: found"}),
     "pickle_smuggle": Expect(output=r"answers\.yaml is not valid YAML"),
-    "kill_parent": Expect(cli=True),
-    "delete_files": Expect(),
+    "kill_parent": Expect(cli=True, models=True),  # the judge is a grader process too
+    "delete_files": Expect(models=True),  # the grader package deleted before the models are exported
     "answers_injection": Expect(),
     "huge_array": Expect(failed={"p3": r"1,000,000,000 elements .*more than the 512 MB"}),
     "nan_inf": Expect(failed={"p5.loss_function": r"NaN or infinite", "p5.logistic_loss": r"NaN or infinite"}),
@@ -118,11 +127,13 @@ ATTACKS: dict[str, Expect] = {
                                        "p7.C3_layer.structure": r"2,416 trainable parameters; expected 1,516",
                                        "p7.C3_layer.connections": r"that is a full convolution",
                                        "p7.LeNet.structure": r"7,850 trainable parameters; expected 60,806",
-                                       "p7.LeNet_full.structure": r"7,850 trainable parameters; expected 61,706"}),
+                                       "p7.LeNet_full.structure": r"7,850 trainable parameters; expected 61,706"},
+                               models=True),
     "stateful_probe": Expect(failed={"p7.C3_layer.connections": r"that is a full convolution",
                                      "p7.C3_layer.structure": r"2,416 trainable parameters; expected 1,516",
-                                     "p7.LeNet.structure": r"61,706 trainable parameters; expected 60,806"}),
-    "label_lookup": Expect(),  # its attack is on the training checks, skipped here: see tests/test_judge.py
+                                     "p7.LeNet.structure": r"61,706 trainable parameters; expected 60,806"},
+                             models=True),
+    "label_lookup": Expect(models=True),  # its attack is on the training checks, skipped here: see tests/test_judge.py
     # Memorised test answers in trainable parameters: an attack on the training checks alone, graded with
     # training (and its memory file written) by tests/test_hostile_memory.py, not here.
     "param_memory": Expect(levels=()),
@@ -171,6 +182,28 @@ def suite_course(root: Path) -> Path:
     rubric = root / "rubrics" / "hw4.yaml"
     rubric.write_text(yaml.safe_dump(data, sort_keys=False))
     return rubric
+
+
+def without_model_checks(rubric: Path) -> Path:
+    """The rubric at `rubric` less its judged checks (grader.engine.JUDGED_KINDS), written beside it.
+
+    Each question keeps its other checks and the sum of their points; a question left with none is left
+    out. Its child neither imports torch._dynamo nor warms up an export (the engine asks for those only
+    when a judged check is in the rubric), and it runs no model check: about half of a grading's CPU."""
+    from grader.engine import JUDGED_KINDS
+
+    data = yaml.safe_load(rubric.read_text())
+    questions = []
+    for question in data["questions"]:
+        kept = [check for check in question["checks"] if check["kind"] not in JUDGED_KINDS]
+        if len(kept) < len(question["checks"]):
+            question["points"] = sum(check["points"] for check in kept)
+        if kept:
+            questions.append({**question, "checks": kept})
+    data["questions"] = questions
+    light = rubric.with_name(rubric.stem + "_no_models.yaml")
+    light.write_text(yaml.safe_dump(data, sort_keys=False))
+    return light
 
 
 def grade_in_process(name: str, level: str, *, workdir: Path, rubric, source: Path | None = None) -> Graded:

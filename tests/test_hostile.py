@@ -9,7 +9,12 @@ reach); docs/threat-model.md says what it defends.
 
 All gradings run once, two at a time, in one module fixture (in-process with
 the engine, or through the command line for the attacks on the grading
-process itself); the tests then read their results.
+process itself); the tests then read their results. Attacks on the models, or
+that could reach them (`Expect.models`), are graded with the suite's whole
+rubric; the others with its model checks left out
+(`hostile_helpers.without_model_checks`), which spares each of their children
+torch._dynamo's import and a warm-up export. The correct solution is graded
+with both: each attack's other checks must score as it does under the same rubric.
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ import pytest
 from grader.report.gradescope import schema
 from grader.sandbox import isolation
 from hostile_helpers import (ATTACKS, CORRECT, FORGED_MARKERS, HOSTILE, MARKERS, Graded, forbidden_lines,
-                                   grade, grade_in_process, pids_cgroup_available, processes_named, suite_course)
+                                   grade, grade_in_process, pids_cgroup_available, processes_named, suite_course,
+                             without_model_checks)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -39,22 +45,26 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Gr
     from grader.rubric.load import load_rubric
 
     root = tmp_path_factory.mktemp("hostile")
-    rubric_path = suite_course(root / "course")
-    rubric = load_rubric(rubric_path)
+    paths = {True: suite_course(root / "course")}
+    paths[False] = without_model_checks(paths[True])
+    rubrics = {models: load_rubric(path) for models, path in paths.items()}
     for marker in MARKERS:
         marker.unlink(missing_ok=True)
     cgroup = pids_cgroup_available()
-    jobs = [("correct", "bubblewrap")] + [(n, lv) for n, lv in JOBS if cgroup or lv not in ATTACKS[n].needs_pids_cgroup]
+    jobs = [(CORRECT_MODELS, "bubblewrap"), ("correct", "bubblewrap")]
+    jobs += [(n, lv) for n, lv in JOBS if cgroup or lv not in ATTACKS[n].needs_pids_cgroup]
     # Command-line gradings first: they take longest (a fresh grader process, and a wait after).
-    jobs.sort(key=lambda job: job[0] == "correct" or not ATTACKS[job[0]].cli)
+    jobs.sort(key=lambda job: job[0] not in ATTACKS or not ATTACKS[job[0]].cli)
 
     def run(job: tuple[str, str]) -> Graded:
         name, level = job
         workdir = root / f"{name}-{level}"
-        if name != "correct" and ATTACKS[name].cli:
-            return grade(name, level, workdir=workdir, rubric=rubric_path,
+        models = _models(name)
+        if name in ATTACKS and ATTACKS[name].cli:
+            return grade(name, level, workdir=workdir, rubric=paths[models],
                          wait_after_s=6.0 if name == "fake_results" else 0.0)
-        return grade_in_process(name, level, workdir=workdir, rubric=rubric, source=CORRECT if name == "correct" else None)
+        return grade_in_process(name, level, workdir=workdir, rubric=rubrics[models],
+                                source=CORRECT if name not in ATTACKS else None)
 
     saved = os.environ.get("GRADER_THREADS")
     os.environ["GRADER_THREADS"] = "1"  # two gradings side by side on two cores: no thread oversubscription
@@ -68,11 +78,31 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Gr
             os.environ["GRADER_THREADS"] = saved
 
 
+CORRECT_MODELS = "correct (with the model checks)"
+
+
+def _models(name: str) -> bool:
+    """Whether `name` (an attack, or one of the correct solution's two gradings) is graded with the model checks."""
+    return name == CORRECT_MODELS or (name in ATTACKS and ATTACKS[name].models)
+
+
 @pytest.fixture(scope="module")
-def baseline(graded: dict[tuple[str, str], Graded]) -> Graded:
-    correct = graded[("correct", "bubblewrap")]
-    assert correct.results["score"] == full_marks(correct) > 0, correct.results
-    return correct
+def baselines(graded: dict[tuple[str, str], Graded]) -> dict[bool, Graded]:
+    """The correct solution's grading under each rubric (True: with the model checks): full marks in both."""
+    out = {True: graded[(CORRECT_MODELS, "bubblewrap")], False: graded[("correct", "bubblewrap")]}
+    for correct in out.values():
+        assert correct.results["score"] == full_marks(correct) > 0, correct.results
+    # The second rubric is the first less its model checks, and the rest of it as it was.
+    assert set(out[False].scores) < set(out[True].scores)
+    assert {"p5.LR", "p7.C3_layer.connections", "p7.LeNet.structure"} <= set(out[True].scores) - set(out[False].scores)
+    assert all(out[False].scores[check][:3] == out[True].scores[check][:3] for check in out[False].scores)
+    return out
+
+
+@pytest.fixture
+def baseline(baselines: dict[bool, Graded], name: str) -> Graded:
+    """The correct solution's grading under the rubric that `name` is graded with."""
+    return baselines[_models(name)]
 
 
 def full_marks(g: Graded) -> float:

@@ -279,7 +279,8 @@ for output in nb.cells[1].outputs:
 def test_fresh_environment_with_the_kit_wheel_grades_without_the_repository(kits, tmp_path):
     folder = kits("hw4")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # No pip of its own (ensurepip costs ~20 s here): the shared venv's pip installs into it (--python).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
@@ -287,7 +288,8 @@ def test_fresh_environment_with_the_kit_wheel_grades_without_the_repository(kits
     deps = Path(sysconfig.get_paths()["purelib"]) / "_grader_deps.pth"
     (Path(site) / "_grader_deps.pth").write_text(deps.read_text())
     wheel = next((folder / "wheel").glob("*.whl"))
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
+                    str(wheel)], check=True)
     examples = tmp_path / "hw"
     for name in ("correct", "partial"):
         (examples / name).mkdir(parents=True)
