@@ -37,6 +37,7 @@ LONGEST_FIRST = (
     "test_gradescope_build.py",
     "test_kit.py",
     "test_batch.py",
+    "test_daemon.py",
     "test_examples_hw4.py",
     "test_examples_a2_tricks.py",
     "test_training_checks.py",
