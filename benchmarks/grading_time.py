@@ -81,7 +81,9 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in [FLOOR, CHILD, *CASES, DAEMON, BACK_TO_BACK]}
     parts: dict[str, list[float]] = defaultdict(list)
     loads = [os.getloadavg()[0]]
-    with tempfile.TemporaryDirectory() as tmp, warm_daemon(hw4_case) as env:
+    with tempfile.TemporaryDirectory() as tmp, warm_daemon(
+            [*hw4_case, "--results", f"{tmp}/r.json", "--json", f"{tmp}/record.json"]) as env:
+        # (the untimed check has the timed ones' options: its spare is made for them)
         for i in range(args.runs):  # interleaved: a change in the machine's load hits every case alike
             times[FLOOR].append(run_floor())
             times[CHILD].append(run_floor(CHILD_CODE))

@@ -15,7 +15,8 @@ GRADER = str(ROOT / ".venv" / "bin" / "grader")
 @contextlib.contextmanager
 def warm_daemon(*warm_up: list[str]) -> Iterator[dict[str, str]]:
     """Start a daemon, run each `grader check` of `warm_up` through it untimed (its first check spawns its
-    sandbox child the usual way and leaves a spare), yield the environment that sends checks to it, stop it."""
+    sandbox child the usual way and leaves a spare made for the same options: give it the timed checks'
+    options, `--results` included), yield the environment that sends checks to it, stop it."""
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as home:
         env = {k: v for k, v in os.environ.items() if k != "GRADER_NO_DAEMON"}
         env["GRADER_DAEMON_DIR"] = home
