@@ -47,6 +47,7 @@ from typing import Any
 from grader.errors import UsageError
 from grader.version import code_digest
 
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with its NUL
 MAX_MESSAGE = 1 << 20  # a request: arguments, a folder and an environment
 REQUEST_TIMEOUT_S = 10.0  # for a connected peer to send its request
 # For a daemon to take a check (it answers in milliseconds, or after another peer's request): one that does
@@ -91,6 +92,9 @@ def private_home(create: bool) -> Path | None:
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
         raise UsageError(f"{folder} must be a folder of this user's with mode 0700 (it is where the grader daemon's "
                          f"socket lives): remove it, or set GRADER_DAEMON_DIR to another folder")
+    if len(os.fsencode(socket_path(folder))) > MAX_SOCKET_PATH:
+        raise UsageError(f"{folder} is too long a path for the grader daemon's socket in it (a socket's path may "
+                         f"have {MAX_SOCKET_PATH} bytes): set GRADER_DAEMON_DIR to a shorter one")
     seen = _sandbox_view(folder)
     if seen is not None:
         raise UsageError(f"{folder} is inside {seen}, which the bubblewrap sandbox shows student code (as this "

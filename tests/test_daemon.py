@@ -136,7 +136,9 @@ def served(tmp_path_factory):
             "finder": _check(env, _submission(tmp, "finder", FINDER), tmp / "finder.json"),
             "daemon": _check(env, CORRECT, tmp / "daemon.json", "--seed", "7"),
             # The same check in this process: the daemon was started without this variable, read at import.
-            "direct": _check(_env(home, OMP_NUM_THREADS="1"), CORRECT, tmp / "direct.json", "--seed", "7"),
+            # (Not "1" whatever this process has: dask's nanny sets OMP_NUM_THREADS=1 here once a test used it.)
+            "direct": _check(_env(home, OMP_NUM_THREADS=str(int(os.environ.get("OMP_NUM_THREADS") or 0) + 1)),
+                             CORRECT, tmp / "direct.json", "--seed", "7"),
         }
         yield {"env": env, "home": home, "proc": proc, "runs": runs, "status": _status(env), "tmp": tmp,
                "scratch": scratch}
@@ -279,11 +281,13 @@ def test_a_daemon_folder_that_is_not_private_does_not_stop_a_check(tmp_path, mon
         daemon.start(idle_minutes=1)
 
 
-def test_a_daemon_folder_the_sandbox_can_see_is_refused(tmp_path, monkeypatch, capsys):
+def test_a_daemon_folder_the_sandbox_can_see_is_refused(request, monkeypatch, capsys):
     """GRADER_DAEMON_DIR inside a folder bound into the bubblewrap child (the Python's, here a stand-in): the
     child could connect to the socket, as the user the daemon serves."""
     from grader.sandbox import isolation
 
+    tmp_path = Path(tempfile.mkdtemp(prefix="grader-view-"))  # short: pytest's folders under xdist are too long
+    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
     home = tmp_path / "venv" / "run"
     home.mkdir(parents=True, mode=0o700)
     monkeypatch.setattr(isolation, "python_dirs", lambda: [tmp_path / "venv"])
@@ -295,11 +299,11 @@ def test_a_daemon_folder_the_sandbox_can_see_is_refused(tmp_path, monkeypatch, c
     assert "bubblewrap sandbox" in capsys.readouterr().err
 
 
-def test_a_daemon_that_does_not_answer_does_not_hang_a_check(tmp_path, monkeypatch, capsys):
+def test_a_daemon_that_does_not_answer_does_not_hang_a_check(request, monkeypatch, capsys):
     """A daemon stopped (Ctrl-Z on `grader daemon start --foreground`, SIGSTOP) or hung: its socket still takes
     connections into its backlog, and a check must not wait for it forever."""
-    home = tmp_path / "frozen"
-    home.mkdir(mode=0o700)
+    home = Path(tempfile.mkdtemp(prefix="grader-frozen-"))  # short: pytest's folders under xdist are too long
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
     monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
     monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
     monkeypatch.setattr(daemon, "ANSWER_TIMEOUT_S", 0.5)
@@ -339,3 +343,20 @@ def _processes_of(home: Path) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def test_a_daemon_folder_too_long_for_a_socket_is_refused(monkeypatch, capsys):
+    """A socket's path has at most 107 bytes: a longer folder is said so, and a check runs here."""
+    home = Path(tempfile.mkdtemp(prefix="grader-long-"))
+    try:
+        deep = home / ("x" * 100)
+        deep.mkdir(mode=0o700)
+        monkeypatch.setenv("GRADER_DAEMON_DIR", str(deep))
+        monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
+        with pytest.raises(daemon.UsageError, match="too long"):
+            daemon.start(idle_minutes=1)
+        assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
+        assert "too long" in capsys.readouterr().err
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
