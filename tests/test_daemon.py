@@ -267,43 +267,50 @@ def test_stop(served):
     assert sorted(p.name for p in served["scratch"].glob("grader-sandbox-*")) == []
 
 
+@pytest.fixture
+def short_tmp():
+    """A folder of its own under /tmp: pytest's folders under xdist are too long for a socket's path."""
+    folder = Path(tempfile.mkdtemp(prefix="grader-daemon-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _refused(home: Path, why: str, monkeypatch, capsys) -> None:
+    """`home` as the daemon folder: `grader daemon start` refuses it saying `why`, and a check runs here
+    (`delegate` gives None) with the reason on stderr, instead of failing."""
+    monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
+    monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
+    assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
+    err = capsys.readouterr().err
+    assert "not using a grader daemon" in err and why in err
+    with pytest.raises(daemon.UsageError, match=why):
+        daemon.start(idle_minutes=1)
+
+
 def test_a_daemon_folder_that_is_not_private_does_not_stop_a_check(tmp_path, monkeypatch, capsys):
     """Another user (or a student uid, where the sandbox shares /tmp) may make /tmp/grader-daemon-UID first:
     `grader check` then runs here with a note, instead of failing; only `grader daemon start` refuses it."""
     home = tmp_path / "squatted"
     home.mkdir()
     os.chmod(home, 0o777)
-    monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
-    monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
-    assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
-    assert "not using a grader daemon" in capsys.readouterr().err
-    with pytest.raises(daemon.UsageError, match="0700"):
-        daemon.start(idle_minutes=1)
+    _refused(home, "0700", monkeypatch, capsys)
 
 
-def test_a_daemon_folder_the_sandbox_can_see_is_refused(request, monkeypatch, capsys):
+def test_a_daemon_folder_the_sandbox_can_see_is_refused(short_tmp, monkeypatch, capsys):
     """GRADER_DAEMON_DIR inside a folder bound into the bubblewrap child (the Python's, here a stand-in): the
     child could connect to the socket, as the user the daemon serves."""
     from grader.sandbox import isolation
 
-    tmp_path = Path(tempfile.mkdtemp(prefix="grader-view-"))  # short: pytest's folders under xdist are too long
-    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
-    home = tmp_path / "venv" / "run"
+    home = short_tmp / "venv" / "run"
     home.mkdir(parents=True, mode=0o700)
-    monkeypatch.setattr(isolation, "python_dirs", lambda: [tmp_path / "venv"])
-    monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
-    monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
-    with pytest.raises(daemon.UsageError, match="bubblewrap sandbox"):
-        daemon.start(idle_minutes=1)
-    assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
-    assert "bubblewrap sandbox" in capsys.readouterr().err
+    monkeypatch.setattr(isolation, "python_dirs", lambda: [short_tmp / "venv"])
+    _refused(home, "bubblewrap sandbox", monkeypatch, capsys)
 
 
-def test_a_daemon_that_does_not_answer_does_not_hang_a_check(request, monkeypatch, capsys):
+def test_a_daemon_that_does_not_answer_does_not_hang_a_check(short_tmp, monkeypatch, capsys):
     """A daemon stopped (Ctrl-Z on `grader daemon start --foreground`, SIGSTOP) or hung: its socket still takes
     connections into its backlog, and a check must not wait for it forever."""
-    home = Path(tempfile.mkdtemp(prefix="grader-frozen-"))  # short: pytest's folders under xdist are too long
-    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
+    home = short_tmp
     monkeypatch.setenv("GRADER_DAEMON_DIR", str(home))
     monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
     monkeypatch.setattr(daemon, "ANSWER_TIMEOUT_S", 0.5)
@@ -345,18 +352,9 @@ def _processes_of(home: Path) -> list[int]:
     return found
 
 
-def test_a_daemon_folder_too_long_for_a_socket_is_refused(monkeypatch, capsys):
+def test_a_daemon_folder_too_long_for_a_socket_is_refused(short_tmp, monkeypatch, capsys):
     """A socket's path has at most 107 bytes: a longer folder is said so, and a check runs here."""
-    home = Path(tempfile.mkdtemp(prefix="grader-long-"))
-    try:
-        deep = home / ("x" * 100)
-        deep.mkdir(mode=0o700)
-        monkeypatch.setenv("GRADER_DAEMON_DIR", str(deep))
-        monkeypatch.delenv("GRADER_NO_DAEMON", raising=False)
-        with pytest.raises(daemon.UsageError, match="too long"):
-            daemon.start(idle_minutes=1)
-        assert daemon.delegate(["check", str(CORRECT), "--assignment", "hw4"]) is None
-        assert "too long" in capsys.readouterr().err
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    deep = short_tmp / ("x" * 100)
+    deep.mkdir(mode=0o700)
+    _refused(deep, "too long", monkeypatch, capsys)
 
